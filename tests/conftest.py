@@ -172,9 +172,7 @@ def _network_guard() -> Iterator[None]:
     log.write_text("")
     if refused or child.strip():
         pytest.fail(
-            "network guard: the test tried to reach beyond 127.0.0.0/8:\n"
-            + "\n".join(refused)
-            + child,
+            "network guard: the test tried to reach beyond 127.0.0.0/8:\n" + "\n".join(refused) + child,
             pytrace=False,
         )
 

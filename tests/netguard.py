@@ -32,6 +32,14 @@ def _is_loopback(host: object) -> bool:
         return False
 
 
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]").split("%")[0])
+    except ValueError:
+        return False
+    return True
+
+
 def _refuse(what: str) -> None:
     where = "".join(traceback.format_stack(limit=8)[:-2])
     entry = f"{what} (pid {os.getpid()})\n{where}"
@@ -67,7 +75,10 @@ def install(log_path: str | None = None) -> None:
         return real_connect_ex(self, address)
 
     def getaddrinfo(host: object, *args: object, **kwargs: object) -> list:  # type: ignore[type-arg]
-        if host is not None and not _is_loopback(host if isinstance(host, str) else host.decode() if isinstance(host, bytes) else host):
+        name = host.decode() if isinstance(host, bytes) else host
+        # An address literal needs no lookup (connect checks it); a name other than localhost
+        # would send a DNS query off the machine.
+        if isinstance(name, str) and not _is_address(name) and not _is_loopback(name):
             _refuse(f"name lookup of {host!r}")
         return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
 

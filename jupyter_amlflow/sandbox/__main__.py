@@ -38,7 +38,9 @@ def export_lines(sb: Sandbox) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="amlflow-sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="amlflow-sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--subscriptions", type=int, default=2)
     p.add_argument("--workspaces-per-subscription", type=int, default=2)
     p.add_argument("--tenants", type=int, default=1)
@@ -72,7 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.env_file.write_text("\n".join(lines) + "\n")
             args.env_file.chmod(0o600)
         print("\n".join(lines), flush=True)
-        print(f"# sandbox ready at {sb.base_url} with {len(sb.workspaces)} workspaces; Ctrl-C stops it", file=sys.stderr, flush=True)
+        print(
+            f"# sandbox ready at {sb.base_url} with {len(sb.workspaces)} workspaces; Ctrl-C stops it",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.wait(0.5):
             pass
     finally:

@@ -204,18 +204,24 @@ class ResourceManager:
         assert req.claims is not None
         sub = self._subscription(req, req.params["sub"])
         if not self.directory.has_any_role_under(req.claims.object_id, f"/subscriptions/{sub.subscription_id}"):
-            raise authorization_failed(req, "Microsoft.Resources/subscriptions/read", f"/subscriptions/{sub.subscription_id}")
+            raise authorization_failed(
+                req, "Microsoft.Resources/subscriptions/read", f"/subscriptions/{sub.subscription_id}"
+            )
         return Response.json(self._subscription_json(sub))
 
     def resource_groups(self, req: Request) -> Response:
         assert req.claims is not None
         sub = self._subscription(req, req.params["sub"])
         with self.directory.lock:
-            groups = sorted({w.resource_group for w in self.directory.workspaces if w.subscription_id == sub.subscription_id})
+            groups = sorted(
+                {w.resource_group for w in self.directory.workspaces if w.subscription_id == sub.subscription_id}
+            )
         visible = [
             g
             for g in groups
-            if self.directory.has_any_role_under(req.claims.object_id, f"/subscriptions/{sub.subscription_id}/resourceGroups/{g}")
+            if self.directory.has_any_role_under(
+                req.claims.object_id, f"/subscriptions/{sub.subscription_id}/resourceGroups/{g}"
+            )
         ]
         return self._page(
             req,
@@ -273,15 +279,16 @@ class ResourceManager:
         assert req.claims is not None
         identity = self.directory.identities.get(req.claims.object_id)
         if identity is not None and not identity.resource_graph_allowed:
-            raise authorization_failed(req, "Microsoft.ResourceGraph/resources/read", "/providers/Microsoft.ResourceGraph")
+            raise authorization_failed(
+                req, "Microsoft.ResourceGraph/resources/read", "/providers/Microsoft.ResourceGraph"
+            )
         body = req.json()
         query = str(body.get("query", ""))
         if not WS_TYPE_RE.search(query):
             raise arm_error(
                 400,
                 "BadRequest",
-                "The sandbox's Resource Graph answers only queries over "
-                "microsoft.machinelearningservices/workspaces.",
+                "The sandbox's Resource Graph answers only queries over microsoft.machinelearningservices/workspaces.",
             )
         wanted = {s.lower() for s in body.get("subscriptions") or []}
         with self.directory.lock:

@@ -152,7 +152,9 @@ class Entra:
         form = req.form()
         client_id = form.get("client_id", "")
         if not client_id:
-            raise _aad_error("invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
+            raise _aad_error(
+                "invalid_request", 900144, "The request body must contain the following parameter: 'client_id'."
+            )
         _, scope = self._resource(form.get("scope", ""))
         user_code = "".join(secrets.choice(USER_CODE_ALPHABET) for _ in range(9))
         record = DeviceCode(
@@ -270,8 +272,10 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
     def _client(self, tenant: str, form: dict[str, str], token_url: str) -> Identity:
         client_id = form.get("client_id", "")
         identity = self.directory.identity_by_client_id(client_id)
-        if identity is None or identity.kind != "service_principal" or (
-            tenant not in MULTI_TENANT and tenant not in identity.tenants
+        if (
+            identity is None
+            or identity.kind != "service_principal"
+            or (tenant not in MULTI_TENANT and tenant not in identity.tenants)
         ):
             raise _aad_error(
                 "unauthorized_client",
@@ -313,7 +317,11 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
                 claims = self.sb.federation.verify(assertion)
             except jwt.PyJWTError as exc:
                 raise _aad_error(
-                    "invalid_client", 700211, f"No matching federated identity record found for presented assertion issuer. ({type(exc).__name__})", 401
+                    "invalid_client",
+                    700211,
+                    "No matching federated identity record found for presented assertion issuer. "
+                    f"({type(exc).__name__})",
+                    401,
                 ) from exc
             if claims.get("sub") != identity.federated_subject:
                 raise _aad_error(
@@ -347,23 +355,39 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
         except jwt.PyJWTError as exc:
             raise _aad_error("invalid_client", 700027, "Client assertion contains an invalid signature.", 401) from exc
         if claims["iss"] != identity.client_id or claims["sub"] != identity.client_id:
-            raise _aad_error("invalid_client", 700023, "Client assertion issuer or subject does not match the client.", 401)
+            raise _aad_error(
+                "invalid_client", 700023, "Client assertion issuer or subject does not match the client.", 401
+            )
         if claims["aud"].split("?")[0].rstrip("/").lower() != token_url.rstrip("/").lower():
-            raise _aad_error("invalid_client", 700024, "Client assertion audience claim does not match the token endpoint.", 401)
+            raise _aad_error(
+                "invalid_client", 700024, "Client assertion audience claim does not match the token endpoint.", 401
+            )
 
     def _client_credentials(self, req: Request, tenant: str, form: dict[str, str]) -> Response:
         identity = self._client(tenant, form, f"{req.base_url}{req.path}")
         tenant_id = identity.home_tenant if tenant in MULTI_TENANT else tenant
         audience, scope = self._resource(form.get("scope", ""))
-        token, lifetime = self._access(req, identity, tenant_id, audience, {"appid": identity.client_id, "idtyp": "app"})
+        token, lifetime = self._access(
+            req, identity, tenant_id, audience, {"appid": identity.client_id, "idtyp": "app"}
+        )
         return Response.json(
-            {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime, "access_token": token, "scope": scope}
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+                "scope": scope,
+            }
         )
 
     def _user_tokens(self, req: Request, user: Identity, tenant_id: str, client_id: str, scope_text: str) -> Response:
         audience, scope = self._resource(scope_text)
         token, lifetime = self._access(
-            req, user, tenant_id, audience, {"upn": user.username, "preferred_username": user.username, "appid": client_id}
+            req,
+            user,
+            tenant_id,
+            audience,
+            {"upn": user.username, "preferred_username": user.username, "appid": client_id},
         )
         refresh = self.directory.new_secret(48)
         with self.directory.lock:
@@ -397,11 +421,18 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
         if record.state == "redeemed":
             raise _pending("invalid_grant", "AADSTS70000: The provided device code was already redeemed.")
         if record.expires_at < time.time():
-            raise _pending("expired_token", "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. This device code has expired.")
+            raise _pending(
+                "expired_token",
+                "AADSTS70020: The provided value for the input parameter 'device_code' is not valid. "
+                "This device code has expired.",
+            )
         if record.state == "declined":
             raise _pending("authorization_declined", "AADSTS70016: The end user denied the authorization request.")
         if record.state == "pending":
-            raise _pending("authorization_pending", "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.")
+            raise _pending(
+                "authorization_pending",
+                "AADSTS70016: OAuth 2.0 device flow error. Authorization is pending. Continue polling.",
+            )
         assert record.user_object_id is not None
         user = self.directory.identities[record.user_object_id]
         tenant_id = self._check_tenant_membership(user, record.tenant)
@@ -413,7 +444,11 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
         with self.directory.lock:
             entry = self.directory.refresh_tokens.get(form.get("refresh_token", ""))
         if entry is None or entry[1] != form.get("client_id"):
-            raise _aad_error("invalid_grant", 70008, "The provided authorization code or refresh token has expired due to inactivity. Sign in again.")
+            raise _aad_error(
+                "invalid_grant",
+                70008,
+                "The provided authorization code or refresh token has expired due to inactivity. Sign in again.",
+            )
         user = self.directory.identities.get(entry[0])
         if user is None:
             raise _aad_error("invalid_grant", 50034, "The user account does not exist in the directory.")
@@ -429,12 +464,16 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
         if not identities:
             raise HttpError(400, {"error": "invalid_request", "error_description": "Identity not found"})
         if not resource:
-            raise HttpError(400, {"error": "invalid_request", "error_description": "Required query variable 'resource' is missing"})
+            raise HttpError(
+                400, {"error": "invalid_request", "error_description": "Required query variable 'resource' is missing"}
+            )
         return identities[0]
 
     def _msi_response(self, req: Request, identity: Identity, resource: str) -> Response:
         audience = resource if resource.endswith("/") else resource + "/"
-        token, lifetime = self._access(req, identity, identity.home_tenant, audience, {"appid": identity.client_id, "idtyp": "app"})
+        token, lifetime = self._access(
+            req, identity, identity.home_tenant, audience, {"appid": identity.client_id, "idtyp": "app"}
+        )
         return Response.json(
             {
                 "access_token": token,
@@ -448,7 +487,9 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
     def msi_app_service(self, req: Request) -> Response:
         """App Service style (``IDENTITY_ENDPOINT`` + ``IDENTITY_HEADER``, api-version 2019-08-01)."""
         if not hmac.compare_digest((req.header("x-identity-header") or "").encode(), self.sb.identity_header.encode()):
-            raise HttpError(401, {"error": "unauthorized", "error_description": "X-IDENTITY-HEADER is missing or wrong"})
+            raise HttpError(
+                401, {"error": "unauthorized", "error_description": "X-IDENTITY-HEADER is missing or wrong"}
+            )
         resource = req.query.get("resource", "")
         identity = self._managed_identity(req, req.query.get("client_id"), resource)
         return self._msi_response(req, identity, resource)
@@ -456,7 +497,9 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
     def msi_cloud_shell(self, req: Request) -> Response:
         """Cloud Shell / legacy style (``MSI_ENDPOINT``): POST a form with ``Metadata: true``."""
         if (req.header("metadata") or "").lower() != "true":
-            raise HttpError(400, {"error": "invalid_request", "error_description": "Required metadata header not specified"})
+            raise HttpError(
+                400, {"error": "invalid_request", "error_description": "Required metadata header not specified"}
+            )
         form = req.form()
         resource = form.get("resource", "")
         identity = self._managed_identity(req, form.get("client_id"), resource)

@@ -7,7 +7,7 @@ import secrets
 import threading
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 from ._tls import ClientCertificate

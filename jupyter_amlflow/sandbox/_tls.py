@@ -58,7 +58,7 @@ class ClientCertificate:
     @property
     def thumbprint_sha1(self) -> str:
         """Base64url SHA-1 thumbprint, as it appears in an assertion's ``x5t`` header."""
-        digest = self.certificate.fingerprint(hashes.SHA1())  # noqa: S303 - the protocol's choice
+        digest = self.certificate.fingerprint(hashes.SHA1())
         return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
     @property

@@ -130,9 +130,7 @@ class TokenAuthority:
                 "The access token expiry UTC time is earlier than current UTC time.",
             ) from exc
         except jwt.PyJWTError as exc:
-            raise TokenRejected(
-                "InvalidAuthenticationToken", "The access token has an invalid signature."
-            ) from exc
+            raise TokenRejected("InvalidAuthenticationToken", "The access token has an invalid signature.") from exc
         if _normal_audience(claims["aud"]) not in {_normal_audience(a) for a in audiences}:
             raise TokenRejected(
                 "InvalidAuthenticationTokenAudience",

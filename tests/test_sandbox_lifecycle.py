@@ -1,0 +1,143 @@
+"""Sandbox lifecycle: two at once, nothing left behind, the command line, and the suite's guards."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import netguard
+import pytest
+import requests
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_two_sandboxes_at_once_and_nothing_left_after_stop(secret_check: Any) -> None:
+    from jupyter_amlflow.sandbox import Sandbox
+
+    threads_before = {t.ident for t in threading.enumerate()}
+    first, second = Sandbox(mlflow=False), Sandbox(mlflow=False)
+    for sb in (first, second):
+        secret_check.add_source(sb.issued_secrets)
+        sb.start()
+    roots = [first.root, second.root]
+    ports = [first._server.port, second._server.port]
+    try:
+        assert ports[0] != ports[1]
+        for sb in (first, second):
+            doc = requests.get(sb.metadata_url, verify=sb.ca_bundle, timeout=10).json()
+            assert doc[0]["resourceManager"] == sb.arm_url
+        # Each sandbox trusts only its own CA: the other's certificate is refused.
+        with pytest.raises(requests.exceptions.SSLError):
+            requests.get(first.metadata_url, verify=second.ca_cert, timeout=10)
+    finally:
+        first.stop()
+        second.stop()
+    assert not any(_listening(p) for p in ports)
+    assert not any(r.exists() for r in roots)
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        left = [t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive()]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert left == [], f"threads still running after stop: {left}"
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def test_command_line_prints_exports_and_stops_cleanly_on_sigterm(tmp_path: Path, secret_check: Any) -> None:
+    home, work, tmp = tmp_path / "home", tmp_path / "work", tmp_path / "tmp"
+    for d in (home, work, tmp):
+        d.mkdir()
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_amlflow.sandbox", "--no-mlflow", "--subscriptions", "1"],
+        cwd=work,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        while True:
+            line = proc.stdout.readline()
+            assert line, proc.stderr.read()
+            lines.append(line.rstrip("\n"))
+            if line.startswith("export AZURE_CLIENT_SECRET="):
+                break
+        exported = dict(line[len("export ") :].split("=", 1) for line in lines)
+        assert exported["AZUREML_CURRENT_CLOUD"] == "AzureSandbox"
+        # The secret is read from a 0600 file by the shell, never printed.
+        secret_file = exported["AZURE_CLIENT_SECRET"].split("cat ", 1)[1].rstrip(')"').strip("'")
+        assert oct(Path(secret_file).stat().st_mode & 0o777) == "0o600"
+        secret_check.add_secret(Path(secret_file).read_text())
+        # A shell can eval the lines and reach the sandbox with them.
+        script = (
+            "\n".join(lines)
+            + '\ncurl -s --cacert "$REQUESTS_CA_BUNDLE" "$ARM_CLOUD_METADATA_URL" >/dev/null'
+            + ' && echo "$AZURE_CLIENT_SECRET" | wc -c'
+        )
+        out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30, env=env)
+        assert out.returncode == 0 and int(out.stdout.strip()) > 20, out.stderr
+        children = _children_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 0
+    assert "sandbox stopped" in proc.stderr.read()
+    assert all(not Path(f"/proc/{c}").exists() for c in children)
+    # Nothing written outside the sandbox's own temp dir (which it removed).
+    assert list(home.iterdir()) == [] and list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+def test_guard_refuses_and_records_a_connection_beyond_loopback() -> None:
+    with pytest.raises(ConnectionRefusedError, match="network guard"):
+        socket.create_connection(("192.0.2.1", 443), timeout=1)  # TEST-NET-1: never routed anyway
+    with pytest.raises(ConnectionRefusedError, match="network guard"):
+        socket.getaddrinfo("login.microsoftonline.com", 443)
+    recorded = netguard.take_violations()
+    assert len(recorded) == 2 and "192.0.2.1:443" in recorded[0] and "login.microsoftonline.com" in recorded[1]
+    Path(os.environ["AMLFLOW_NETGUARD_LOG"]).write_text("")
+
+
+def test_guard_covers_python_child_processes() -> None:
+    code = (
+        "import socket\n"
+        "try:\n    socket.create_connection(('169.254.169.254', 80), timeout=1)\n"
+        "except ConnectionRefusedError as e:\n    print(e)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "network guard" in out.stdout
+    log = Path(os.environ["AMLFLOW_NETGUARD_LOG"])
+    assert "169.254.169.254:80" in log.read_text()
+    log.write_text("")
