@@ -52,6 +52,8 @@ class AmlflowError(Exception):
 
 def _sentence(text: str) -> str:
     text = text.strip()
+    if text[:1].islower():
+        text = text[0].upper() + text[1:]
     return text if text.endswith((".", "?", "!", ":")) else text + "."
 
 
