@@ -198,10 +198,10 @@ def _secrets_guard(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
     yield
     texts, dirs = _CHECK.reset_test()
     logs = "\n".join(_HANDLER.texts)
-    _HANDLER.texts.clear()
     problems = []
-    if hits := _CHECK.find_in(logs):
-        problems.append(f"log records contain {hits}")
+    if _CHECK.find_in(logs):
+        loggers = sorted({t.split(" ", 1)[0] for t in _HANDLER.texts if _CHECK.find_in(t)})
+        problems.append(f"log records of {', '.join(loggers)} contain {_CHECK.find_in(logs)}")
     for i, text in enumerate(texts):
         if hits := _CHECK.find_in(text):
             problems.append(f"scanned object #{i} contains {hits}")
@@ -213,6 +213,7 @@ def _secrets_guard(request: pytest.FixtureRequest, tmp_path_factory: pytest.Temp
         for path, text in _text_files(root, started, _CHECK.excluded_dirs):
             if hits := _CHECK.find_in(text):
                 problems.append(f"file {path} contains {hits}")
+    _HANDLER.texts.clear()
     if problems:
         pytest.fail("secret check: " + "; ".join(problems), pytrace=False)
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import fnmatch
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from ._tls import ClientCertificate
@@ -128,6 +129,7 @@ class DeviceCode:
     interval: int
     state: Literal["pending", "approved", "declined", "redeemed"] = "pending"
     user_object_id: str | None = None
+    created_at: float = field(default_factory=time.time)
 
 
 class Directory:

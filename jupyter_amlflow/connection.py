@@ -1,0 +1,670 @@
+"""``connect()``: sign in, find the workspace, point MLflow at it — all or nothing.
+
+A ``Session`` is the per-kernel state (the magics own one; ``jupyter_amlflow.connect`` makes one
+per call). ``Session.connect`` works in three stages:
+
+1. *Plan* (no network): parse the workspace reference, pick the cloud, check the platform and
+   any active run. Bad input fails here, before anything is sent.
+2. *Prepare* (a worker thread, under a deadline): sign in, read the workspace from Resource
+   Manager, register the credential with the azureml-mlflow plugin, find or create the
+   experiment. mlflow is imported in parallel while the person signs in. The waiting thread
+   enforces the timeout and handles Ctrl-C: an abandoned worker is cancelled before it can
+   change anything shared.
+3. *Commit* (the calling thread, no network): set tracking URI, registry URI, experiment and
+   environment.
+
+Any failure restores the snapshot taken before stage 2, so MLflow's state and the environment are
+exactly as they were. ``disconnect()`` restores what was there before the session's first connect.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import os
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from . import tracking
+from .display import KeyValues, Link
+from .errors import (
+    ActiveRunError,
+    AlreadyConfigured,
+    AmlflowError,
+    ConnectTimeout,
+    NotConnected,
+    WorkspaceReferenceError,
+)
+
+if TYPE_CHECKING:
+    from .arm import ArmClient, WorkspaceInfo
+    from .auth import DeviceCodePrompt, DeviceCodeRenderer, Identity, SignIn
+    from .clouds import Cloud, CloudCatalog
+    from .platform import Platform
+    from .references import WorkspaceRef
+
+DEFAULT_EXPERIMENT = "Default"
+T = TypeVar("T")
+
+NO_REFERENCE_FIX = (
+    "Give the workspace: %amlflow connect --subscription SUB --resource-group RG --workspace NAME, "
+    "or %amlflow connect /subscriptions/SUB/resourceGroups/RG/providers/"
+    "Microsoft.MachineLearningServices/workspaces/NAME, or put the portal's config.json in this "
+    "folder; %amlflow panel picks one by clicking"
+)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """A kernel connected to a workspace. ``disconnect()`` puts MLflow back as it was."""
+
+    workspace: WorkspaceInfo
+    cloud: Cloud
+    tenant_id: str
+    identity: Identity
+    method: str
+    tracking_uri: str
+    experiment: tracking.ExperimentRef
+    platform: Platform
+    session: Session = field(repr=False, compare=False)
+
+    @property
+    def studio_url(self) -> str | None:
+        """The workspace in Azure ML Studio (None in clouds without Studio)."""
+        w = self.workspace
+        return self.cloud.studio_workspace_url(w.subscription_id, w.resource_group, w.name, self.tenant_id)
+
+    def run_url(self, run_id: str) -> str | None:
+        """A run in Azure ML Studio: the link to follow (mlflow's own API-host link 404s)."""
+        w = self.workspace
+        return self.cloud.studio_run_url(run_id, w.subscription_id, w.resource_group, w.name, self.tenant_id)
+
+    def disconnect(self) -> None:
+        """Restore MLflow's tracking URI, registry URI, experiment and environment."""
+        self.session.disconnect()
+
+    def view(self) -> KeyValues:
+        """The text/HTML summary shown after connect and by ``%amlflow status``."""
+        w = self.workspace
+        studio = self.studio_url
+        created = " (created)" if self.experiment.created else ""
+        return KeyValues(
+            f"Connected to {w.name}",
+            [
+                ("Workspace", w.name),
+                ("Resource group", w.resource_group),
+                ("Subscription", w.subscription_id),
+                ("Region", w.location),
+                ("Cloud", self.cloud.name),
+                ("Tenant", self.tenant_id),
+                ("Signed in as", f"{self.identity.name} ({self.identity.kind}, {self.method})"),
+                ("Experiment", f"{self.experiment.name}{created}"),
+                ("Tracking URI", self.tracking_uri),
+                ("Studio", Link("Open in Azure ML Studio", studio) if studio else None),
+            ],
+        )
+
+    def __repr__(self) -> str:
+        return repr(self.view())
+
+    def _repr_html_(self) -> str:
+        return self.view()._repr_html_()
+
+
+class _Cancelled(Exception):
+    """Raised inside an abandoned worker so it stops before touching shared state."""
+
+
+class _Watch:
+    """Shared by connect's worker and the waiting thread: current step, its deadline, cancellation."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.step = "starting"
+        self.deadline = time.monotonic() + timeout
+        self.cancelled = False
+        self.event = threading.Event()  # tells a sign-in in progress to stop polling
+
+    def begin(self, step: str, seconds: float | None = None) -> None:
+        """Start a step with its own deadline (``timeout`` unless given)."""
+        with self.lock:
+            if self.cancelled:
+                raise _Cancelled
+            self.step = step
+            self.deadline = time.monotonic() + (self.timeout if seconds is None else seconds)
+
+    def expired(self) -> bool:
+        with self.lock:
+            return time.monotonic() > self.deadline
+
+    def cancel(self) -> str:
+        """Cancel and return the step that was running. Waits for a shared-state change in flight."""
+        with self.lock:
+            self.cancelled = True
+            self.event.set()
+            return self.step
+
+
+def _in_daemon_thread(fn: Callable[[], T], name: str) -> concurrent.futures.Future[T]:
+    """Run ``fn`` in a daemon thread: a stalled call must never keep the kernel from exiting."""
+    future: concurrent.futures.Future[T] = concurrent.futures.Future()
+
+    def run() -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(fn())
+        except BaseException as exc:  # handed to the waiting thread, which re-raises it
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    return future
+
+
+def _wait(future: concurrent.futures.Future[T], watch: _Watch) -> T:
+    """Wait for the worker; enforce the step deadline; stay responsive to Ctrl-C."""
+    while True:
+        try:
+            return future.result(timeout=0.05)
+        except concurrent.futures.TimeoutError:
+            if watch.expired():
+                step = watch.cancel()
+                raise ConnectTimeout(
+                    f"{step} did not answer within {watch.timeout:g} s",
+                    "the service is slow or unreachable from this kernel; nothing was changed",
+                    "Try again, or allow more time: %amlflow connect ... --timeout 120 "
+                    "(%config AmlflowMagics.timeout = 120)",
+                    endpoint=step,
+                ) from None
+
+
+class _RendererWithDeadline:
+    """Passes the device-code prompt on and gives the person until the code expires."""
+
+    def __init__(self, inner: DeviceCodeRenderer | None, watch: _Watch, limit: float) -> None:
+        self.inner = inner
+        self.watch = watch
+        self.limit = limit
+
+    def show(self, prompt: DeviceCodePrompt) -> None:
+        remaining = prompt.expires_at.timestamp() - time.time()
+        self.watch.begin("Waiting for you to sign in with the device code", min(self.limit, max(remaining, 1.0)) + 5)
+        if self.inner is not None:
+            self.inner.show(prompt)
+
+    def finish(self, outcome: str, detail: str = "") -> None:
+        if self.inner is not None:
+            self.inner.finish(outcome, detail)
+
+
+@dataclass
+class _Plan:
+    """Stage 1's result: everything decided without the network."""
+
+    ref: WorkspaceRef
+    cloud: Cloud
+    tenant_id: str | None
+    methods: tuple[str, ...] | None
+    experiment_name: str | None
+    experiment_id: str | None
+
+
+@dataclass
+class _Prepared:
+    signin: SignIn
+    workspace: WorkspaceInfo
+    tracking_uri: str
+    experiment: tracking.ExperimentRef
+
+
+class Session:
+    """The connection state of one kernel (or one script).
+
+    Args:
+        env: The environment to read settings from (``os.environ`` by default); connect writes
+            MLflow's variables to ``os.environ`` itself.
+        user_ns: The notebook's namespace, for platform detection (``dbutils``, ``mssparkutils``).
+        timeout: Seconds each network step may take.
+        auth: Default sign-in methods, in order (None: by platform, see ``platform.default_methods``).
+        default_cloud: Cloud used when neither the call nor ``AZUREML_CURRENT_CLOUD`` names one.
+        persist: Keep the sign-in across kernels (MSAL's encrypted cache + AuthenticationRecord).
+        allow_unencrypted_cache: With ``persist``, allow a plain 0600 cache file where the platform
+            has no secret store.
+        renderer: Shows device codes (None: the caller gets no prompt; device code then cannot work).
+    """
+
+    def __init__(
+        self,
+        *,
+        env: Mapping[str, str] | None = None,
+        user_ns: Mapping[str, object] | None = None,
+        timeout: float = 30.0,
+        auth: Sequence[str] | None = None,
+        default_cloud: str | None = None,
+        persist: bool = False,
+        allow_unencrypted_cache: bool = False,
+        renderer: DeviceCodeRenderer | None = None,
+    ) -> None:
+        from .clouds import CloudCatalog
+        from .platform import detect_platform
+
+        self.env = env if env is not None else os.environ
+        self.user_ns = user_ns
+        self.timeout = timeout
+        self.auth = tuple(auth) if auth else None
+        self.default_cloud = default_cloud
+        self.persist = persist
+        self.allow_unencrypted_cache = allow_unencrypted_cache
+        self.renderer = renderer
+        self.catalog: CloudCatalog = CloudCatalog()
+        self.platform: Platform = detect_platform(self.env, user_ns)
+        self.connection: Connection | None = None
+        self._original: tracking.MlflowState | None = None
+        self._signins: dict[tuple[str, str | None, tuple[str, ...] | None], SignIn] = {}
+        self._import: concurrent.futures.Future[None] | None = None
+
+    # -- clouds --------------------------------------------------------------------------------
+    def resolve_cloud(self, name: str | None = None, metadata_url: str | None = None) -> Cloud:
+        """The cloud to use: ``name``, else ``AZUREML_CURRENT_CLOUD``, else the default.
+
+        An unknown name is looked up in the ARM metadata document at ``metadata_url`` or
+        ``ARM_CLOUD_METADATA_URL`` (one request), so custom clouds work by name.
+        """
+        from .clouds import cloud_name_from_env
+
+        wanted = name or cloud_name_from_env(self.env) or self.default_cloud or "AzureCloud"
+        url = metadata_url or self.env.get("ARM_CLOUD_METADATA_URL")
+        if url and wanted.lower() not in {n.lower() for n in self.catalog.names()}:
+            self.add_clouds_from_metadata(url)
+        return self.catalog.get(wanted)
+
+    def add_clouds_from_metadata(self, url: str) -> list[Cloud]:
+        """Fetch an ARM ``/metadata/endpoints`` document and add its clouds to the catalog."""
+        from .arm import fetch_cloud_metadata
+        from .clouds import clouds_from_metadata
+
+        clouds = clouds_from_metadata(fetch_cloud_metadata(url, timeout=self.timeout), url)
+        for cloud in clouds:
+            self.catalog.add(cloud)
+        return clouds
+
+    # -- sign-in -------------------------------------------------------------------------------
+    def sign_in(
+        self,
+        cloud: Cloud,
+        *,
+        tenant_id: str | None = None,
+        methods: Sequence[str] | None = None,
+        renderer: DeviceCodeRenderer | None = None,
+    ) -> SignIn:
+        """Sign in (or reuse this session's sign-in for the same cloud, tenant and methods)."""
+        key = self._signin_key(cloud, tenant_id, methods)
+        signin = self._signins.get(key) or self._new_sign_in(key, renderer)
+        self._signins[key] = signin
+        return signin
+
+    def _signin_key(
+        self, cloud: Cloud, tenant_id: str | None, methods: Sequence[str] | None
+    ) -> tuple[str, str | None, tuple[str, ...] | None]:
+        return (cloud.name, tenant_id, tuple(methods) if methods else self.auth)
+
+    def _new_sign_in(
+        self,
+        key: tuple[str, str | None, tuple[str, ...] | None],
+        renderer: DeviceCodeRenderer | Any | None,
+        cancel: threading.Event | None = None,
+    ) -> SignIn:
+        from . import auth
+
+        return auth.sign_in(
+            self.catalog.get(key[0]),
+            methods=list(key[2]) if key[2] else None,
+            tenant_id=key[1],
+            platform=self.platform,
+            renderer=renderer if renderer is not None else self.renderer,
+            timeout=self.timeout,
+            persist=self.persist,
+            allow_unencrypted_cache=self.allow_unencrypted_cache,
+            env=self.env,
+            cancel=cancel,
+        )
+
+    def forget_sign_ins(self) -> None:
+        """Drop remembered credentials (``logout`` also removes the persisted ones)."""
+        self._signins.clear()
+
+    def arm(self, cloud: Cloud, signin: SignIn) -> ArmClient:
+        """A Resource Manager client for this sign-in."""
+        from .arm import ArmClient
+
+        return ArmClient(signin.credential, cloud, timeout=self.timeout)
+
+    # -- connect -------------------------------------------------------------------------------
+    def connect(
+        self,
+        reference: str | None = None,
+        *,
+        subscription: str | None = None,
+        resource_group: str | None = None,
+        workspace: str | None = None,
+        cloud: str | None = None,
+        cloud_metadata_url: str | None = None,
+        tenant: str | None = None,
+        auth: Sequence[str] | str | None = None,
+        experiment: str | None = None,
+        force: bool = False,
+        renderer: DeviceCodeRenderer | None = None,
+        device_code_timeout: float = 900.0,
+    ) -> Connection:
+        """Connect this kernel's MLflow to a workspace; see the module docstring for the stages.
+
+        Raises:
+            AmlflowError: (a subclass) on any failure; nothing is changed then.
+            KeyboardInterrupt: when interrupted; nothing is changed then either.
+        """
+        plan = self._plan(
+            reference,
+            subscription,
+            resource_group,
+            workspace,
+            cloud,
+            cloud_metadata_url,
+            tenant,
+            auth,
+            experiment,
+            force,
+        )
+        state = tracking.MlflowState.capture()
+        watch = _Watch(self.timeout)
+        self._start_import()
+        shown = _RendererWithDeadline(renderer if renderer is not None else self.renderer, watch, device_code_timeout)
+        future = _in_daemon_thread(lambda: self._prepare(plan, watch, state, shown), "amlflow-connect")
+        try:
+            prepared = _wait(future, watch)
+            with watch.lock:  # no worker may still be changing shared state
+                self._commit(plan, prepared, state)
+        except BaseException:
+            watch.cancel()
+            state.restore()
+            raise
+        assert self.connection is not None
+        return self.connection
+
+    def _plan(
+        self,
+        reference: str | None,
+        subscription: str | None,
+        resource_group: str | None,
+        workspace: str | None,
+        cloud_name: str | None,
+        cloud_metadata_url: str | None,
+        tenant: str | None,
+        auth: Sequence[str] | str | None,
+        experiment: str | None,
+        force: bool,
+    ) -> _Plan:
+        from . import references
+
+        if reference and (subscription or resource_group or workspace):
+            raise WorkspaceReferenceError(
+                "Give the workspace either as one reference or as --subscription/--resource-group/--workspace",
+                "both were given",
+                "Drop one of them",
+            )
+        if reference:
+            ref = references.parse_reference(reference)
+        elif subscription or resource_group or workspace:
+            ref = references.from_names(subscription, resource_group, workspace)
+        else:
+            found = references.find_config()
+            if found is None:
+                raise WorkspaceReferenceError("No workspace given and no config.json found", "", NO_REFERENCE_FIX)
+            ref = references.load_config(found)
+        methods = _methods(auth)
+        preset = self.platform.preconfigured_tracking_uri
+        if preset and not force and self.connection is None:
+            raise AlreadyConfigured(
+                f"MLflow is already set up by the platform ({self.platform.label}) to log to {preset}",
+                "jupyter_amlflow does not replace it silently",
+                "Use it as it is, or replace it for this kernel: %amlflow connect ... --force",
+            )
+        if run_id := tracking.active_run_id():
+            raise ActiveRunError(
+                f"An MLflow run is active ({run_id})",
+                "switching the workspace now would leave it orphaned",
+                "End it first: mlflow.end_run(), then connect again",
+            )
+        cloud = self.resolve_cloud(cloud_name, cloud_metadata_url)
+        original_env = (self._original.env if self._original else {}) or {
+            name: self.env.get(name) for name in tracking.MANAGED_ENV
+        }
+        experiment_id = None
+        if experiment is None:
+            experiment = original_env.get("MLFLOW_EXPERIMENT_NAME") or None
+            if experiment is None:
+                experiment_id = original_env.get("MLFLOW_EXPERIMENT_ID") or None
+            if experiment is None and experiment_id is None:
+                experiment = DEFAULT_EXPERIMENT
+        tenant_id = tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
+        return _Plan(ref, cloud, tenant_id, methods, experiment, experiment_id)
+
+    def _start_import(self) -> None:
+        if self._import is None and not tracking.mlflow_imported():
+            self._import = _in_daemon_thread(tracking.import_mlflow, "amlflow-import-mlflow")
+
+    def _wait_import(self, watch: _Watch) -> None:
+        if self._import is not None:
+            watch.begin("Importing mlflow", max(self.timeout, 120.0))
+            self._import.result()
+
+    def _prepare(
+        self, plan: _Plan, watch: _Watch, state: tracking.MlflowState, renderer: _RendererWithDeadline
+    ) -> _Prepared:
+        """Stage 2, in the worker thread."""
+        watch.begin(f"Signing in to {plan.cloud.name}")
+        key = self._signin_key(plan.cloud, plan.tenant_id, plan.methods)
+        signin = self._signins.get(key)
+        if signin is None:
+            signin = self._new_sign_in(key, renderer, watch.event)
+            with watch.lock:  # a sign-in finished after the caller gave up is not remembered
+                if watch.cancelled:
+                    raise _Cancelled
+                self._signins[key] = signin
+        watch.begin(f"Resource Manager: GET workspace {plan.ref.workspace}")
+        info = self.arm(plan.cloud, signin).workspace(plan.ref)
+        if not info.tracking_uri:
+            raise AmlflowError(
+                f"Workspace {info.name} has no MLflow tracking URI",
+                "Resource Manager did not report properties.mlFlowTrackingUri",
+                "Check the workspace in the portal; it may still be provisioning",
+            )
+        uri = tracking.plugin_key(info.tracking_uri)
+        self._wait_import(watch)
+        tracking.check_plugin_compatibility()
+        from .auth import SwappableCredential
+
+        with watch.lock:
+            if watch.cancelled:
+                raise _Cancelled
+            state.note_plugin_entries(uri, plan.cloud.name)
+            tracking.register_cloud(plan.cloud)
+            tracking.register_workspace(
+                uri,
+                subscription_id=info.subscription_id,
+                resource_group=info.resource_group,
+                workspace=info.name,
+                location=info.location,
+                cloud=plan.cloud,
+                credential=SwappableCredential(signin.credential),
+            )
+        watch.begin(f"MLflow API: experiment {plan.experiment_name or plan.experiment_id}")
+        experiment = tracking.resolve_experiment(uri, plan.experiment_name, plan.experiment_id)
+        watch.begin("Finishing")
+        return _Prepared(signin, info, uri, experiment)
+
+    def _commit(self, plan: _Plan, prepared: _Prepared, state: tracking.MlflowState) -> None:
+        """Stage 3, in the calling thread: no network, nothing that can stall."""
+        tracking.apply(prepared.tracking_uri, prepared.experiment.experiment_id, plan.cloud.name)
+        if self._original is None:
+            self._original = state
+        else:
+            # Keep the first snapshot's values, and learn the plugin entries this connect touched.
+            for key, value in state.contexts.items():
+                self._original.contexts.setdefault(key, value)
+            for key, value in state.clouds.items():
+                self._original.clouds.setdefault(key, value)
+        self.connection = Connection(
+            workspace=prepared.workspace,
+            cloud=plan.cloud,
+            tenant_id=prepared.signin.tenant_id,
+            identity=prepared.signin.identity,
+            method=prepared.signin.method,
+            tracking_uri=prepared.tracking_uri,
+            experiment=prepared.experiment,
+            platform=self.platform,
+            session=self,
+        )
+
+    # -- after connect -------------------------------------------------------------------------
+    def require_connection(self) -> Connection:
+        """The current connection, or ``NotConnected`` saying how to get one."""
+        if self.connection is None:
+            raise NotConnected("Not connected to a workspace", "", "Run %amlflow connect first (or %amlflow panel)")
+        return self.connection
+
+    def set_experiment(self, name: str) -> tracking.ExperimentRef:
+        """Make ``name`` the active experiment (created if missing)."""
+        conn = self.require_connection()
+        if run_id := tracking.active_run_id():
+            raise ActiveRunError(
+                f"An MLflow run is active ({run_id})",
+                "its experiment cannot change under it",
+                "End it first: mlflow.end_run()",
+            )
+        experiment = self.find_experiment(name)
+        tracking.apply(conn.tracking_uri, experiment.experiment_id, conn.cloud.name)
+        self.connection = dataclasses.replace(conn, experiment=experiment)
+        return experiment
+
+    def find_experiment(self, name: str) -> tracking.ExperimentRef:
+        """The connected workspace's experiment ``name``, created if missing (under the timeout)."""
+        conn = self.require_connection()
+        return self.call(
+            f"MLflow API: experiment {name}", lambda: tracking.resolve_experiment(conn.tracking_uri, name, None)
+        )
+
+    def call(self, step: str, fn: Callable[[], T]) -> T:
+        """Run one network step under the session's timeout, responsive to Ctrl-C."""
+        watch = _Watch(self.timeout)
+        watch.begin(step)
+        future = _in_daemon_thread(fn, "amlflow-call")
+        try:
+            return _wait(future, watch)
+        except BaseException:
+            watch.cancel()
+            raise
+
+    def disconnect(self) -> None:
+        """Restore what was there before this session's first connect."""
+        if self.connection is None:
+            raise NotConnected("Not connected", "there is nothing to disconnect", "")
+        if run_id := tracking.active_run_id():
+            raise ActiveRunError(
+                f"An MLflow run is active ({run_id})",
+                "disconnecting now would leave it orphaned",
+                "End it first: mlflow.end_run(), then disconnect",
+            )
+        assert self._original is not None
+        self._original.restore()
+        self._original = None
+        self.connection = None
+
+    def status(self) -> KeyValues:
+        """What ``%amlflow status`` shows: the connection, or what MLflow is set to instead."""
+        platform = self.platform.label
+        if self.connection is not None:
+            view = self.connection.view()
+            return KeyValues(view.title, [*view.rows, ("Platform", platform)])
+        current = None
+        if tracking.mlflow_imported():
+            import mlflow
+
+            current = mlflow.get_tracking_uri()
+        else:
+            current = self.env.get("MLFLOW_TRACKING_URI")
+        preset = self.platform.preconfigured_tracking_uri
+        if preset:
+            note = (
+                "The platform configured MLflow; it logs there. %amlflow connect --force replaces it for this kernel."
+            )
+            origin = f"set by the platform ({platform})"
+        elif current and self.env.get("MLFLOW_TRACKING_URI") == current:
+            note, origin = (
+                "Set by hand (MLFLOW_TRACKING_URI); %amlflow connect replaces it until disconnect.",
+                "set by hand",
+            )
+        elif current and tracking.mlflow_imported() and _set_by_hand():
+            note, origin = (
+                "Set by hand (mlflow.set_tracking_uri); %amlflow connect replaces it until disconnect.",
+                "set by hand",
+            )
+        else:
+            note, origin = "Run %amlflow connect (or %amlflow panel) to connect to a workspace.", "mlflow's default"
+        return KeyValues(
+            "Not connected",
+            [
+                ("Platform", platform),
+                ("Tracking URI", f"{current or 'not set'} ({origin})"),
+            ],
+            note,
+        )
+
+
+def _set_by_hand() -> bool:
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    return tracking_utils._tracking_uri is not None
+
+
+def _methods(auth: Sequence[str] | str | None) -> tuple[str, ...] | None:
+    """Normalise ``--auth`` input (``"env,device-code"`` or a list); validated by ``auth.sign_in``."""
+    if auth is None:
+        return None
+    items = auth.split(",") if isinstance(auth, str) else list(auth)
+    methods = tuple(m.strip().lower() for m in items if m.strip())
+    from .auth import METHODS
+
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        from .errors import SignInError
+
+        raise SignInError(
+            f"Unknown sign-in method {unknown[0]!r}",
+            f"the methods are {', '.join(METHODS)}",
+            "For example: %amlflow connect ... --auth env,device-code",
+        )
+    return methods or None
+
+
+def connect(reference: str | None = None, **kwargs: Any) -> Connection:
+    """Connect MLflow in this process to an Azure ML workspace.
+
+    ``reference`` is an ARM resource id, an ``azureml://`` tracking URI or a path to the portal's
+    ``config.json``; or pass ``subscription=``, ``resource_group=``, ``workspace=``; with neither,
+    a ``config.json`` in this folder (or ``.azureml/``, or a parent) is used. Other keywords:
+    ``cloud``, ``cloud_metadata_url``, ``tenant``, ``auth`` (methods in order), ``experiment``,
+    ``force``, ``renderer``, and the ``Session`` settings ``timeout``, ``persist``.
+
+    Returns a ``Connection``; ``conn.disconnect()`` restores what was there before.
+    """
+    session_keys = {"env", "user_ns", "timeout", "default_cloud", "persist", "allow_unencrypted_cache"}
+    session_kwargs = {k: kwargs.pop(k) for k in list(kwargs) if k in session_keys}
+    if "renderer" not in kwargs:
+        from .devicecode import TextDeviceCodeRenderer
+
+        kwargs["renderer"] = TextDeviceCodeRenderer()
+    return Session(**session_kwargs).connect(reference, **kwargs)

@@ -1,0 +1,413 @@
+"""The MLflow side: the azureml-mlflow plugin's registration, the kernel's MLflow state, experiments.
+
+Everything here imports mlflow lazily: ``import jupyter_amlflow`` stays cheap, and connect
+imports mlflow in a background thread while the person signs in.
+
+Three pieces of process-wide state belong to MLflow and the plugin, not to us, and this module is
+the only place that touches them:
+
+* mlflow's tracking URI, registry URI and active experiment (module globals plus the
+  ``MLFLOW_*`` environment variables mlflow mirrors them into);
+* the plugin's table of service contexts, keyed by tracking URI: the credential the plugin
+  uses for a URI. We register a ``SwappableCredential`` there once per URI; mlflow caches the
+  tracking store per URI, so a later connect with another identity swaps the inner credential
+  instead of registering a new object the cached store would never see;
+* the plugin's table of known clouds (filled at ``import mlflow``): a custom cloud chosen later
+  is added there, so artifact downloads find its storage suffix.
+
+``MlflowState`` snapshots all of it so a failed connect, or ``disconnect()``, restores exactly
+what was there.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import os
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .errors import AmlflowError, IncompatibleVersions, PermissionDenied, ServiceError
+
+if TYPE_CHECKING:
+    from .clouds import Cloud
+
+#: Environment variables connect may set; snapshots restore them exactly.
+MANAGED_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
+    "AZUREML_CURRENT_CLOUD",
+)
+
+#: Installed pairs known to work (CI checks the installed pair is one of these).
+KNOWN_GOOD = (("1.62.0.post6", "3.15.0"),)
+INSTALL_HINT = "pip install 'azureml-mlflow==1.62.0.post6' 'mlflow-skinny==3.15.0'"
+
+_TRACKING_PATH = re.compile(
+    r"/mlflow/v\d+\.\d+/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
+    r"Microsoft\.MachineLearningServices/workspaces/[^/?]+$",
+    re.IGNORECASE,
+)
+
+MLFLOW_DATA_PERMISSIONS = (
+    "Microsoft.MachineLearningServices/workspaces/experiments/*",
+    "Microsoft.MachineLearningServices/workspaces/jobs/*",
+)
+MLFLOW_REGISTRY_PERMISSIONS = ("Microsoft.MachineLearningServices/workspaces/models/*/*",)
+
+
+def import_mlflow() -> None:
+    """Import mlflow and the plugin (2-3 s cold); safe to call from a worker thread."""
+    import azureml.mlflow  # noqa: F401
+    import mlflow  # noqa: F401 - the import is the point
+
+
+def mlflow_imported() -> bool:
+    """Whether this process already imported mlflow (then ``active_run`` etc. are meaningful)."""
+    import sys
+
+    return "mlflow" in sys.modules
+
+
+def installed_versions() -> tuple[str | None, str | None]:
+    """``(azureml-mlflow, mlflow)`` versions installed, either may be None."""
+
+    def version(*names: str) -> str | None:
+        for name in names:
+            try:
+                return importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                continue
+        return None
+
+    return version("azureml-mlflow"), version("mlflow-skinny", "mlflow")
+
+
+def check_plugin_compatibility() -> None:
+    """Raise ``IncompatibleVersions`` when the installed plugin cannot work with this mlflow.
+
+    The known break (azureml-mlflow 1.60 with mlflow 3.17): mlflow passes ``tracking_uri`` to
+    artifact repository builders and the old plugin's builder does not accept it, so every
+    ``log_artifact`` fails. Checked by signature, so it also catches pairs nobody listed.
+    """
+    plugin, mlflow_version = installed_versions()
+    if plugin is None:
+        raise IncompatibleVersions(
+            "The azureml-mlflow plugin is not installed",
+            "MLflow needs it to talk to Azure Machine Learning",
+            f"Run: {INSTALL_HINT}",
+        )
+    from azureml.mlflow import entry_point_loaders
+    from mlflow.store.artifact.artifact_repository_registry import ArtifactRepositoryRegistry
+
+    passes = set(inspect.signature(ArtifactRepositoryRegistry.get_artifact_repository).parameters)
+    accepts = set(inspect.signature(entry_point_loaders.azureml_artifacts_builder).parameters)
+    missing = sorted({"tracking_uri", "registry_uri"} & passes - accepts)
+    if missing:
+        raise IncompatibleVersions(
+            f"azureml-mlflow {plugin} does not work with mlflow {mlflow_version}",
+            f"mlflow passes {', '.join(missing)} to the plugin's artifact repository, which it does not "
+            "accept, so logging artifacts would fail",
+            f"Run: {INSTALL_HINT}",
+        )
+
+
+# -- the plugin's tables --------------------------------------------------------------------------
+def register_cloud(cloud: Cloud) -> None:
+    """Put ``cloud`` into the plugin's cloud table (filled at ``import mlflow``, fixed after)."""
+    from azureml.mlflow._common._cloud import cloud as plugin_cloud
+
+    plugin_cloud.KNOWN_CLOUDS[cloud.name] = plugin_cloud_for(cloud)
+
+
+def plugin_cloud_for(cloud: Cloud) -> Any:
+    """The plugin's ``Cloud`` object for one of ours."""
+    from azureml.mlflow._common._cloud.cloud import Cloud as PluginCloud
+    from azureml.mlflow._common._cloud.cloud import CloudEndpoints, CloudSuffixes
+
+    return PluginCloud(
+        cloud.name,
+        endpoints=CloudEndpoints(
+            resource_manager=cloud.resource_manager,
+            active_directory=cloud.authority,
+            management=cloud.resource_manager,
+            active_directory_resource_id=cloud.resource_manager,
+            portal=cloud.portal or cloud.resource_manager,
+        ),
+        suffixes=CloudSuffixes(storage_endpoint=cloud.storage_suffix),
+    )
+
+
+def plugin_key(tracking_uri: str) -> str:
+    """The plugin's key for a tracking URI: the URI up to its query string."""
+    return tracking_uri.split("?", 1)[0]
+
+
+def host_url(tracking_uri: str) -> str:
+    """``https://HOST[:PORT]`` of an ``azureml://`` URI: where the plugin sends its calls."""
+    from urllib.parse import urlsplit
+
+    return "https://" + urlsplit(tracking_uri).netloc
+
+
+def registered_context(tracking_uri: str) -> Any | None:
+    """The plugin's service context for this URI, if one is registered."""
+    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader as Loader
+
+    key = plugin_key(tracking_uri)
+    return Loader._tracking_uri_to_service_context.get(key)
+
+
+def set_registered_context(tracking_uri: str, context: Any | None) -> None:
+    """Register (or, with None, remove) the plugin's service context for a URI."""
+    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader as Loader
+
+    key = plugin_key(tracking_uri)
+    if context is None:
+        Loader._tracking_uri_to_service_context.pop(key, None)
+    else:
+        Loader.add_service_context(key, context)
+
+
+def register_workspace(
+    tracking_uri: str,
+    *,
+    subscription_id: str,
+    resource_group: str,
+    workspace: str,
+    location: str | None,
+    cloud: Cloud,
+    credential: Any,
+) -> Any:
+    """Register ``credential`` for ``tracking_uri`` with the plugin; returns the credential used.
+
+    ``credential`` is a ``SwappableCredential``. If the URI already has one of ours (an earlier
+    connect in this process), its inner credential is swapped and that object is kept: mlflow
+    may hold a cached store built with it.
+    """
+    existing = registered_context(tracking_uri)
+    current = getattr(existing, "auth", None)
+    if current is not None and hasattr(current, "swap") and current is not credential:
+        current.swap(credential.inner)
+        credential = current
+    from azureml.mlflow._internal.utils import ServiceContext
+
+    context = ServiceContext(
+        host_url=host_url(tracking_uri),
+        subscription_id=subscription_id,
+        workspace_name=workspace,
+        resource_group_name=resource_group,
+        auth=credential,
+        location=location,
+        cloud=plugin_cloud_for(cloud),
+    )
+    set_registered_context(tracking_uri, context)
+    return credential
+
+
+def warm_up_registry(tracking_uri: str) -> None:
+    """Build mlflow's model-registry store table now, in this thread.
+
+    mlflow builds it lazily and publishes it before it is filled; threads that resolve the
+    ``azureml`` scheme first then fail with ``KeyError: 'azureml'``.
+    """
+    from mlflow.tracking._model_registry import utils as registry_utils
+
+    registry_utils._get_store_registry()
+
+
+# -- the kernel's MLflow state --------------------------------------------------------------------
+@dataclass
+class MlflowState:
+    """What connect changes, captured so it can be put back exactly."""
+
+    tracking_uri: str | None
+    registry_uri: str | None
+    experiment_id: str | None
+    env: dict[str, str | None]
+    contexts: dict[str, Any] = field(default_factory=dict)
+    clouds: dict[str, Any] = field(default_factory=dict)
+    # Our stable credentials registered for a URI, with the inner credential each held: a
+    # failed connect may have swapped it.
+    swaps: list[tuple[Any, Any]] = field(default_factory=list)
+
+    @classmethod
+    def capture(cls) -> MlflowState:
+        """Snapshot mlflow's globals (when mlflow is imported) and the environment."""
+        env = {name: os.environ.get(name) for name in MANAGED_ENV}
+        if not mlflow_imported():
+            return cls(None, None, None, env)
+        from mlflow.tracking import fluent
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        return cls(
+            tracking_uri=tracking_utils._tracking_uri,
+            registry_uri=registry_utils._registry_uri,
+            experiment_id=fluent._active_experiment_id,
+            env=env,
+        )
+
+    def note_plugin_entries(self, tracking_uri: str, cloud_name: str) -> None:
+        """Remember the plugin's entries for this URI and cloud before connect changes them.
+
+        Called just before registering (the URI is known only after Resource Manager answers);
+        an entry noted once keeps its first, original value.
+        """
+        from azureml.mlflow._common._cloud import cloud as plugin_cloud
+
+        context = registered_context(tracking_uri)
+        self.contexts.setdefault(plugin_key(tracking_uri), context)
+        self.clouds.setdefault(cloud_name, plugin_cloud.KNOWN_CLOUDS.get(cloud_name))
+        auth = getattr(context, "auth", None)
+        if hasattr(auth, "swap") and all(held is not auth for held, _ in self.swaps):
+            self.swaps.append((auth, auth.inner))
+
+    def restore(self) -> None:
+        """Put everything back as it was at ``capture`` time."""
+        for name, value in self.env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if not mlflow_imported():
+            return
+        from azureml.mlflow._common._cloud import cloud as plugin_cloud
+        from mlflow.tracking import fluent
+        from mlflow.tracking._model_registry import utils as registry_utils
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._tracking_uri = self.tracking_uri
+        registry_utils._registry_uri = self.registry_uri
+        fluent._active_experiment_id = self.experiment_id
+        for key, context in self.contexts.items():
+            current = getattr(registered_context(key), "auth", None)
+            if context is None and hasattr(current, "swap"):
+                # Keep our stable credential registered, signed out: mlflow caches the store built
+                # with it, and the next connect to this URI must reach that store through it.
+                current.swap(None)
+                continue
+            set_registered_context(key, context)
+        for credential, inner in self.swaps:
+            credential.swap(inner)
+        for name, cloud in self.clouds.items():
+            if cloud is None:
+                plugin_cloud.KNOWN_CLOUDS.pop(name, None)
+            else:
+                plugin_cloud.KNOWN_CLOUDS[name] = cloud
+
+
+def active_run_id() -> str | None:
+    """The active MLflow run's id, if mlflow is imported and a run is active."""
+    if not mlflow_imported():
+        return None
+    import mlflow
+
+    run = mlflow.active_run()
+    return run.info.run_id if run else None
+
+
+def apply(tracking_uri: str, experiment_id: str, cloud_name: str) -> None:
+    """Point this kernel's MLflow at the workspace (the commit step of connect).
+
+    Sets what ``mlflow.set_tracking_uri``/``set_registry_uri``/``set_experiment`` set, without
+    ``set_experiment``'s second round trip for an experiment connect has just read.
+    """
+    import mlflow
+    from mlflow.tracking import fluent
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    fluent._active_experiment_id = experiment_id
+    os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
+    os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
+    # The plugin's LocalUpload artifact client (registered model files) finds its storage
+    # suffix through this variable; and mlflow's "View run at" links point at the API host,
+    # which 404s in a browser: connect offers the Studio link instead.
+    os.environ["AZUREML_CURRENT_CLOUD"] = cloud_name
+    os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
+    warm_up_registry(tracking_uri)
+
+
+@dataclass(frozen=True)
+class ExperimentRef:
+    """An experiment as connect reports it."""
+
+    experiment_id: str
+    name: str
+    created: bool
+
+
+def resolve_experiment(tracking_uri: str, name: str | None, experiment_id: str | None) -> ExperimentRef:
+    """Find the experiment by id or name, creating it by name if missing (network)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    try:
+        if experiment_id is not None:
+            found = client.get_experiment(experiment_id)
+            return ExperimentRef(found.experiment_id, found.name, False)
+        assert name is not None
+        found = client.get_experiment_by_name(name)
+        if found is not None:
+            if found.lifecycle_stage != "active":
+                raise AmlflowError(
+                    f"Experiment '{name}' is deleted",
+                    "MLflow cannot log to a deleted experiment",
+                    "Restore it in Studio, or pick another name: %amlflow experiment NEW_NAME",
+                )
+            return ExperimentRef(found.experiment_id, found.name, False)
+        return ExperimentRef(client.create_experiment(name), name, True)
+    except MlflowException as exc:
+        raise translate_mlflow_error(exc, "MLflow API: experiment lookup") from exc
+
+
+def translate_mlflow_error(exc: BaseException, endpoint: str) -> AmlflowError:
+    """An ``AmlflowError`` for an MLflow client exception (403 names the permissions needed)."""
+    text = str(exc)
+    status = getattr(exc, "get_http_status_code", lambda: None)()
+    if "PERMISSION_DENIED" in text or status == 403 or " 403" in text:
+        action = re.search(r"perform action '([^']+)'", text)
+        needed = (
+            MLFLOW_REGISTRY_PERMISSIONS
+            if "/models/" in (action.group(1) if action else "")
+            else MLFLOW_DATA_PERMISSIONS
+        )
+        return PermissionDenied(
+            "Azure ML refused the MLflow call" + (f" ({action.group(1)})" if action else ""),
+            "the signed-in identity lacks data-plane permissions on the workspace: " + " and ".join(needed),
+            "Ask for the 'AzureML Data Scientist' role on the workspace (or a custom role with those "
+            "actions), then run %amlflow connect again",
+            action=action.group(1) if action else None,
+            endpoint=endpoint,
+        )
+    first_line = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    return ServiceError(
+        f"{endpoint} failed",
+        first_line[:300],
+        "Check the workspace in %amlflow status and try again; "
+        'logging.getLogger("azure").setLevel(logging.DEBUG) shows the requests',
+        endpoint=endpoint,
+    )
+
+
+@contextmanager
+def restored_on_error(state: MlflowState) -> Iterator[None]:
+    """Restore ``state`` if the block raises (KeyboardInterrupt included), then re-raise."""
+    try:
+        yield
+    except BaseException:
+        state.restore()
+        raise
+
+
+def is_azureml_uri(uri: str | None) -> bool:
+    """Whether a tracking URI is an Azure ML workspace URI."""
+    return bool(uri) and uri.lower().startswith("azureml://") and bool(_TRACKING_PATH.search(uri.split("?", 1)[0]))

@@ -1,0 +1,109 @@
+"""Shared test helpers: MLflow state isolation, backend checks, device-code answering, kernels."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MLFLOW_ENV = (
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
+    "AZUREML_CURRENT_CLOUD",
+)
+
+
+def mlflow_state() -> dict[str, Any]:
+    """Everything connect may change, for before/after comparisons."""
+    import mlflow
+    from mlflow.tracking import fluent
+
+    return {
+        "tracking_uri": mlflow.get_tracking_uri(),
+        "registry_uri": mlflow.get_registry_uri(),
+        "experiment_id": fluent._active_experiment_id,
+        "env": {k: os.environ.get(k) for k in MLFLOW_ENV},
+    }
+
+
+@contextmanager
+def isolated_mlflow() -> Iterator[None]:
+    """Undo whatever a test did to mlflow's process-wide state (runs ended, URIs and env reset)."""
+    import mlflow
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = (tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id)
+    env = {k: os.environ.get(k) for k in MLFLOW_ENV}
+    try:
+        yield
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+        tracking_utils._tracking_uri, registry_utils._registry_uri, fluent._active_experiment_id = saved
+        for k, v in env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def backend_client(sb: Any, workspace: Any) -> Any:
+    """A plain MlflowClient on the real mlflow server behind a sandbox workspace."""
+    from mlflow.tracking import MlflowClient
+
+    uri = sb.backend_tracking_uri(workspace)
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def backend_runs(sb: Any, workspace: Any, experiment: str | None = None) -> list[Any]:
+    """Every run in a workspace's backend (optionally of one experiment, by name)."""
+    client = backend_client(sb, workspace)
+    experiments = client.search_experiments()
+    ids = [e.experiment_id for e in experiments if experiment is None or e.name == experiment]
+    return list(client.search_runs(ids)) if ids else []
+
+
+def answer_device_code(
+    sb: Any, action: str = "approve", user: str | None = None, timeout: float = 60
+) -> threading.Thread:
+    """Approve (or decline) the next device-code sign-in from a background thread, as a person would."""
+    result: dict[str, Any] = {}
+    started = time.time()
+
+    def run() -> None:
+        pending = sb.wait_for_device_code(timeout, newer_than=started)
+        result["code"] = pending.user_code
+        if action == "approve":
+            sb.approve_device_code(pending.user_code, user)
+        else:
+            sb.decline_device_code(pending.user_code)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.result = result  # type: ignore[attr-defined]
+    thread.start()
+    return thread
+
+
+def write_config(directory: Path, workspace: Any, tenant_id: str | None = None) -> Path:
+    """A config.json as the Azure portal downloads it."""
+    import json
+
+    config = {
+        "subscription_id": workspace.subscription_id,
+        "resource_group": workspace.resource_group,
+        "workspace_name": workspace.name,
+    }
+    if tenant_id:
+        config["tenant_id"] = tenant_id
+    path = directory / "config.json"
+    path.write_text(json.dumps(config))
+    return path
