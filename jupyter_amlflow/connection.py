@@ -265,6 +265,7 @@ class Session:
         self.connection: Connection | None = None
         self._original: tracking.MlflowState | None = None
         self._signins: dict[tuple[str, str | None, tuple[str, ...] | None], SignIn] = {}
+        self._arm_clients: dict[tuple[str, int], ArmClient] = {}
         self._import: concurrent.futures.Future[None] | None = None
 
     # -- clouds --------------------------------------------------------------------------------
@@ -336,12 +337,26 @@ class Session:
     def forget_sign_ins(self) -> None:
         """Drop remembered credentials (``logout`` also removes the persisted ones)."""
         self._signins.clear()
+        for client in self._arm_clients.values():
+            client.close()
+        self._arm_clients.clear()
 
     def arm(self, cloud: Cloud, signin: SignIn) -> ArmClient:
-        """A Resource Manager client for this sign-in."""
+        """The Resource Manager client for this sign-in (one per sign-in: it keeps its connections)."""
+        from . import auth
         from .arm import ArmClient
 
-        return ArmClient(signin.credential, cloud, timeout=self.timeout)
+        key = (cloud.name, id(signin))
+        client = self._arm_clients.get(key)
+        if client is None or client.timeout != self.timeout:
+            client = ArmClient(
+                signin.credential,
+                cloud,
+                timeout=self.timeout,
+                credential_for_tenant=lambda tenant: auth.credential_for_tenant(signin, tenant),
+            )
+            self._arm_clients[key] = client
+        return client
 
     # -- connect -------------------------------------------------------------------------------
     def connect(
@@ -557,9 +572,13 @@ class Session:
             f"MLflow API: experiment {name}", lambda: tracking.resolve_experiment(conn.tracking_uri, name, None)
         )
 
-    def call(self, step: str, fn: Callable[[], T]) -> T:
-        """Run one network step under the session's timeout, responsive to Ctrl-C."""
-        watch = _Watch(self.timeout)
+    def call(self, step: str, fn: Callable[[], T], *, timeout: float | None = None) -> T:
+        """Run one network step under a deadline (the session's timeout), responsive to Ctrl-C.
+
+        A step made of many requests that enforce their own deadlines (discovery) passes a
+        longer ``timeout``.
+        """
+        watch = _Watch(self.timeout if timeout is None else timeout)
         watch.begin(step)
         future = _in_daemon_thread(fn, "amlflow-call")
         try:

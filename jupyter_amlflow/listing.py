@@ -40,7 +40,12 @@ def list_things(
         return Table("Subscriptions", ["Name", "Subscription id", "Tenant", "State"], rows), [
             s.subscription_id for s in subs
         ]
-    found = session.call("Resource Manager: workspace discovery", lambda: client.discover_workspaces(subscriptions))
+    # Discovery is many requests, each under the timeout; the whole may take longer.
+    found = session.call(
+        "Resource Manager: workspace discovery",
+        lambda: client.discover_workspaces(subscriptions),
+        timeout=session.timeout * 10,
+    )
     workspaces = sorted(found.workspaces, key=lambda w: (w.name.lower(), w.resource_group.lower()))
     rows = [[w.name, w.resource_group, w.location, w.subscription_id] for w in workspaces]
     note = f"Connect: %amlflow connect --subscription SUB --resource-group RG --workspace NAME ({found.method})"
