@@ -119,7 +119,7 @@ _HANDLER = _RecordAll()
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name in _SCRUB:
+    for name in (*_SCRUB, "AMLFLOW_NETGUARD_REGISTRIES"):
         os.environ.pop(name, None)
     os.environ["MLFLOW_DISABLE_TELEMETRY"] = "true"
     os.environ["DO_NOT_TRACK"] = "true"

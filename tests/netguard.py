@@ -18,6 +18,10 @@ _violations: list[str] = []
 _log_path: str | None = None
 _installed = False
 _ALLOWED_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
+# Package-registry hosts a child process may reach (only the README test's ``pip install``
+# sets this), and the addresses they resolved to.
+_registry_hosts: set[str] = set()
+_registry_addresses: set[str] = set()
 
 
 def _is_loopback(host: object) -> bool:
@@ -55,6 +59,7 @@ def install(log_path: str | None = None) -> None:
     """Patch socket connect and name resolution in this process (idempotent)."""
     global _installed, _log_path
     _log_path = log_path
+    _registry_hosts.update(h.lower() for h in os.environ.get("AMLFLOW_NETGUARD_REGISTRIES", "").split(",") if h)
     if _installed:
         return
     _installed = True
@@ -64,13 +69,13 @@ def install(log_path: str | None = None) -> None:
 
     def connect(self: socket.socket, address: object) -> None:
         if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
-            if not _is_loopback(address[0]):
+            if not _is_loopback(address[0]) and address[0] not in _registry_addresses:
                 _refuse(f"connect to {address[0]}:{address[1]}")
         return real_connect(self, address)
 
     def connect_ex(self: socket.socket, address: object) -> int:
         if self.family in (socket.AF_INET, socket.AF_INET6) and isinstance(address, tuple):
-            if not _is_loopback(address[0]):
+            if not _is_loopback(address[0]) and address[0] not in _registry_addresses:
                 _refuse(f"connect to {address[0]}:{address[1]}")
         return real_connect_ex(self, address)
 
@@ -78,6 +83,10 @@ def install(log_path: str | None = None) -> None:
         name = host.decode() if isinstance(host, bytes) else host
         # An address literal needs no lookup (connect checks it); a name other than localhost
         # would send a DNS query off the machine.
+        if isinstance(name, str) and name.lower() in _registry_hosts:
+            found = real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+            _registry_addresses.update(str(info[4][0]) for info in found)
+            return found
         if isinstance(name, str) and not _is_address(name) and not _is_loopback(name):
             _refuse(f"name lookup of {host!r}")
         return real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
