@@ -69,7 +69,7 @@ def test_clean(secret, secret_check, tmp_path):
 CHANNELS = {
     "test_stdout": "stdout contains",
     "test_stderr": "stderr contains",
-    "test_log_record": "log records contain",
+    "test_log_record": "log records of urllib3.connectionpool contain",
     "test_exception_text": "exception text contains",
     "test_written_file": "file .*notes.txt contains",
     "test_display_data": "scanned object #0 contains",

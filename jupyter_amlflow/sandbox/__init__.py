@@ -68,6 +68,7 @@ class PendingSignIn:
     tenant: str
     client_id: str
     expires_at: float
+    created_at: float
 
 
 class Sandbox:
@@ -131,15 +132,37 @@ class Sandbox:
         self._stopping = threading.Event()
         self._server: SandboxHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._listeners: list[tuple[SandboxHTTPServer, threading.Thread]] = []
         self.mlflow: Any = None  # the MLflow part (``_mlflow.MlflowService``) when enabled
         self.identity_header = ""
         self.started = False
 
     # -- lifecycle -----------------------------------------------------------------------------
     def start(self) -> Sandbox:
-        """Generate certificates, populate the directory, start listening. Returns ``self``."""
+        """Generate certificates, populate the directory, start listening. Returns ``self``.
+
+        With ``prestart_backend``, returns once the first mlflow server answers too.
+        """
         if self.started:
             return self
+        if self._want_mlflow:
+            from ._mlflow import MlflowService
+
+            self.mlflow = MlflowService(self, max_backends=self._max_backends)
+            if self._prestart_backend:
+                # An mlflow server needs seconds to come up: spawn it first, so that time overlaps
+                # everything below instead of adding to it.
+                self.mlflow.prelaunch()
+        try:
+            self._start_listening()
+            if self.mlflow is not None:
+                self.mlflow.start(prestart=self._prestart_backend)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_listening(self) -> None:
         tls = make_server_tls(self.root)
         self.ca_bundle = str(tls.ca_bundle)
         self.ca_cert = str(tls.ca_pem)
@@ -155,33 +178,41 @@ class Sandbox:
         self.identity_header = self.directory.new_secret()
         self.entra = Entra(self)
         self.arm = ResourceManager(self)
-        if self._want_mlflow:
-            from ._mlflow import MlflowService
-
-            self.mlflow = MlflowService(self, max_backends=self._max_backends)
+        if self.mlflow is not None:
             routes.extend(self.mlflow.routes())
         routes.extend(self.entra.routes())
         routes.extend(self.arm.routes())
         self._populate(*self._sizes)
         self._thread = serve_in_thread(self._server, f"amlflow-sandbox-{self._server.port}")
         self.started = True
-        if self.mlflow is not None:
-            self.mlflow.start(prestart=self._prestart_backend)
-        return self
+
+    def add_listener(self, routes: list[Route]) -> SandboxHTTPServer:
+        """Serve ``routes`` on another 127.0.0.1 port, plain HTTP, sharing faults and the request log.
+
+        The listener stops with the sandbox.
+        """
+        server = SandboxHTTPServer(routes, self.faults, self._record, self._authenticate, self._stopping, None)
+        self._listeners.append((server, serve_in_thread(server, f"amlflow-sandbox-{server.port}")))
+        return server
 
     def stop(self) -> None:
-        """Stop listening, stop every child process, remove the temp dir (when it made one)."""
-        if not self.started:
-            return
+        """Stop listening, stop every child process, remove the temp dir (when it made one).
+
+        Safe to call more than once, and after a start that failed half-way.
+        """
         self._stopping.set()
         if self.mlflow is not None:
             self.mlflow.stop()
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.close_all()
-        self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        listeners, self._listeners = self._listeners, []
+        if self.started and self._server is not None and self._thread is not None:
+            listeners.insert(0, (self._server, self._thread))
+        elif self._server is not None:
+            self._server.server_close()  # it never served: shutdown() would wait for a loop that never ran
+        for server, thread in listeners:
+            server.shutdown()
+            server.close_all()
+            server.server_close()
+            thread.join(timeout=5)
         self.started = False
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
@@ -189,7 +220,9 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     # -- population ----------------------------------------------------------------------------
@@ -205,7 +238,9 @@ class Sandbox:
         all_tenants = [t.tenant_id for t in tenants]
         home = tenants[0].tenant_id
         self.sp = self.add_service_principal("sandbox-sp", tenants=all_tenants)
-        self.cert_sp = self.add_service_principal("sandbox-sp-cert", tenants=all_tenants, secret=False, certificate=True)
+        self.cert_sp = self.add_service_principal(
+            "sandbox-sp-cert", tenants=all_tenants, secret=False, certificate=True
+        )
         self.workload_sp = self.add_service_principal(
             "sandbox-workload", tenants=all_tenants, secret=False, federated_subject=FEDERATED_SUBJECT
         )
@@ -255,7 +290,14 @@ class Sandbox:
             self._grant_everywhere(identity, role)
         return identity
 
-    def add_user(self, alias: str, display_name: str, *, tenants: list[str] | None = None, role: str | None = "AzureML Data Scientist") -> Identity:
+    def add_user(
+        self,
+        alias: str,
+        display_name: str,
+        *,
+        tenants: list[str] | None = None,
+        role: str | None = "AzureML Data Scientist",
+    ) -> Identity:
         """Add a user who can sign in by device code, ``alias@<home tenant domain>``."""
         d = self.directory
         tenant_ids = tenants or [next(iter(d.tenants))]
@@ -274,7 +316,9 @@ class Sandbox:
             self._grant_everywhere(identity, role)
         return identity
 
-    def add_managed_identity(self, name: str, *, tenant: str | None = None, role: str | None = "AzureML Data Scientist") -> Identity:
+    def add_managed_identity(
+        self, name: str, *, tenant: str | None = None, role: str | None = "AzureML Data Scientist"
+    ) -> Identity:
         """Add a managed identity served by the identity endpoints (``managed_identity_env``)."""
         d = self.directory
         tenant_id = tenant or next(iter(d.tenants))
@@ -297,7 +341,15 @@ class Sandbox:
             if sub.tenant_id in identity.tenants:
                 self.directory.assign(identity.object_id, role, f"/subscriptions/{sub.subscription_id}")
 
-    def add_workspace(self, subscription: Subscription, resource_group: str, name: str, location: str = "eastus", *, private_link: bool = False) -> Workspace:
+    def add_workspace(
+        self,
+        subscription: Subscription,
+        resource_group: str,
+        name: str,
+        location: str = "eastus",
+        *,
+        private_link: bool = False,
+    ) -> Workspace:
         """Create a workspace. A private-link one is served on the ``localhost`` host name."""
         assert self._server is not None, "start the sandbox first"
         host = f"localhost:{self._server.port}" if private_link else f"127.0.0.1:{self._server.port}"
@@ -447,6 +499,9 @@ class Sandbox:
         return [
             {
                 "portal": f"{base}/portal",
+                # Not in Azure's document: custom clouds have no Studio. jupyter_amlflow reads this
+                # extension field to link runs to the sandbox's Studio stand-in.
+                "amlStudio": self.studio_url,
                 "authentication": {
                     "loginEndpoint": f"{base}/",
                     "audiences": [f"{base}/"],
@@ -495,16 +550,20 @@ class Sandbox:
         now = time.time()
         with self.directory.lock:
             return [
-                PendingSignIn(r.user_code, r.tenant, r.client_id, r.expires_at)
+                PendingSignIn(r.user_code, r.tenant, r.client_id, r.expires_at, r.created_at)
                 for r in self.directory.device_codes.values()
                 if r.state == "pending" and r.expires_at > now
             ]
 
-    def wait_for_device_code(self, timeout: float = 30.0) -> PendingSignIn:
-        """Block until a sign-in is pending; returns the newest."""
+    def wait_for_device_code(self, timeout: float = 30.0, *, newer_than: float | None = None) -> PendingSignIn:
+        """Block until a sign-in is pending; returns the newest.
+
+        ``newer_than`` (a ``time.time()`` value) ignores codes requested before it, such as one
+        an earlier, abandoned sign-in left pending.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            pending = self.pending_device_codes()
+            pending = [p for p in self.pending_device_codes() if newer_than is None or p.created_at >= newer_than]
             if pending:
                 return pending[-1]
             time.sleep(0.05)
@@ -558,7 +617,8 @@ class Sandbox:
     def endpoints(self) -> list[str]:
         """The endpoint names faults and the request log use."""
         assert self._server is not None
-        return sorted({r.endpoint for r in self._server.routes})
+        servers = [self._server, *(server for server, _ in self._listeners)]
+        return sorted({r.endpoint for server in servers for r in server.routes})
 
     def _record(self, record: RequestRecord) -> None:
         with self._log_lock:
@@ -591,14 +651,18 @@ class Sandbox:
         header = req.header("authorization") or ""
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise self._unauthorized("AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.")
+            raise self._unauthorized(
+                "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing."
+            )
         try:
             claims = self.authority.verify(token.strip(), audiences=self.arm_audiences)
         except TokenRejected as exc:
             raise self._unauthorized(exc.code, exc.message) from exc
         identity = self.directory.identities.get(claims.object_id)
         if identity is None:
-            raise self._unauthorized("InvalidAuthenticationToken", "The principal of the access token no longer exists.")
+            raise self._unauthorized(
+                "InvalidAuthenticationToken", "The principal of the access token no longer exists."
+            )
         req.claims = claims
         req.identity, req.identity_name = identity.object_id, identity.name
         req.token_id, req.tenant = claims.token_id, claims.tenant_id
@@ -607,7 +671,10 @@ class Sandbox:
         return HttpError(
             401,
             {"error": {"code": code, "message": message}},
-            {"WWW-Authenticate": f'Bearer authorization_uri="{self.authority_url}/{self.tenant_id}", error="invalid_token", error_description="{code}"'},
+            {
+                "WWW-Authenticate": f'Bearer authorization_uri="{self.authority_url}/{self.tenant_id}", '
+                f'error="invalid_token", error_description="{code}"'
+            },
         )
 
     # -- MLflow (part 2) -----------------------------------------------------------------------

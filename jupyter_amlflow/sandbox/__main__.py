@@ -5,6 +5,9 @@ then serves until Ctrl-C or SIGTERM, and stops with every child process gone::
 
     amlflow-sandbox --env-file sandbox.env &
     . ./sandbox.env      # once the file exists
+
+``amlflow-sandbox run NOTEBOOK`` instead executes a notebook headless against a fresh sandbox
+and prints the runs it logged (see ``runner.py``).
 """
 
 from __future__ import annotations
@@ -50,8 +53,27 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="amlflow-sandbox run",
+        description="Execute a notebook headless against a fresh sandbox; print the runs it logged.",
+    )
+    p.add_argument("notebook", help="the .ipynb to execute")
+    p.add_argument("--subscriptions", type=int, default=1)
+    p.add_argument("--workspaces-per-subscription", type=int, default=1)
+    p.add_argument("--timeout", type=int, default=600, help="seconds a cell may take")
+    p.add_argument("--output", type=Path, help="write the executed notebook here")
+    p.add_argument("--keep-running", action="store_true", help="keep serving afterwards so the Studio links open")
+    return p
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        from .runner import main as run_main
+
+        return run_main(_run_parser().parse_args(argv[1:]))
     args = _parser().parse_args(argv)
     stop = threading.Event()
 

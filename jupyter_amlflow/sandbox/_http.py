@@ -31,6 +31,8 @@ class Request:
     headers: dict[str, str]
     body: bytes
     params: dict[str, str] = field(default_factory=dict)
+    # The query as sent (``query`` keeps only the last value of a repeated name); a proxy needs it.
+    query_string: str = ""
     claims: AccessClaims | None = None
     endpoint: str = ""
     base_url: str = ""
@@ -257,6 +259,9 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "jupyter-amlflow-sandbox"
     sys_version = ""
+    # Headers and body go out in separate writes; with Nagle on, a keep-alive client's delayed ACK
+    # stalls every answer by ~40 ms.
+    disable_nagle_algorithm = True
 
     def setup(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
@@ -269,8 +274,13 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.settimeout(None)
         super().setup()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s " + format, self.address_string(), *args)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The stdlib logs the whole request line; its query string may carry a SAS signature.
+        path = urlsplit(self.path).path if hasattr(self, "path") else "-"
+        log.debug('%s "%s %s" %s', self.address_string(), getattr(self, "command", "-"), path, code)
 
     def do_GET(self) -> None:
         self._dispatch()
@@ -304,13 +314,17 @@ class _Handler(BaseHTTPRequestHandler):
             headers={k.lower(): v for k, v in self.headers.items()},
             body=body,
             base_url=self.server.base_url,
+            query_string=split.query,
         )
         route = self._route(req)
         req.endpoint = route.endpoint if route else "unknown"
-        status = 0
+        recorded = False
         try:
             response = self._respond(req, route)
-            status = response.status
+            # Logged before the client can read the answer, so whoever reads the log right after a
+            # call sees that call.
+            self._record(req, response.status, started)
+            recorded = True
             self._send(response)
         except DroppedConnection:
             self.close_connection = True
@@ -319,21 +333,25 @@ class _Handler(BaseHTTPRequestHandler):
             except OSError:
                 pass
         finally:
-            self.server.record(
-                RequestRecord(
-                    time=time.time(),
-                    method=req.method,
-                    path=req.path,
-                    endpoint=req.endpoint,
-                    status=status,
-                    identity=req.identity,
-                    identity_name=req.identity_name,
-                    token_id=req.token_id,
-                    tenant=req.tenant,
-                    duration=time.monotonic() - started,
-                    port=self.server.port,
-                )
+            if not recorded:
+                self._record(req, 0, started)
+
+    def _record(self, req: Request, status: int, started: float) -> None:
+        self.server.record(
+            RequestRecord(
+                time=time.time(),
+                method=req.method,
+                path=req.path,
+                endpoint=req.endpoint,
+                status=status,
+                identity=req.identity,
+                identity_name=req.identity_name,
+                token_id=req.token_id,
+                tenant=req.tenant,
+                duration=time.monotonic() - started,
+                port=self.server.port,
             )
+        )
 
     def _route(self, req: Request) -> Route | None:
         for route in self.server.routes:
@@ -379,9 +397,7 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             self.server.authenticate(req, route)
             if req.identity is not None:
-                injected = self._apply_faults(
-                    self.server.faults.take(req.endpoint, req.identity, pre_auth=False)
-                )
+                injected = self._apply_faults(self.server.faults.take(req.endpoint, req.identity, pre_auth=False))
                 if injected is not None:
                     return injected
             return route.handler(req)
