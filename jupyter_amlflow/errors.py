@@ -52,7 +52,8 @@ class AmlflowError(Exception):
 
 def _sentence(text: str) -> str:
     text = text.strip()
-    if text[:1].islower():
+    first = text.split(" ", 1)[0]
+    if first.isalpha() and first.islower():  # leave names like azureml-mlflow or %amlflow as written
         text = text[0].upper() + text[1:]
     return text if text.endswith((".", "?", "!", ":")) else text + "."
 

@@ -111,9 +111,9 @@ def check_plugin_compatibility() -> None:
     missing = sorted({"tracking_uri", "registry_uri"} & passes - accepts)
     if missing:
         raise IncompatibleVersions(
-            f"azureml-mlflow {plugin} does not work with mlflow {mlflow_version}",
-            f"mlflow passes {', '.join(missing)} to the plugin's artifact repository, which it does not "
-            "accept, so logging artifacts would fail",
+            f"The azureml-mlflow plugin {plugin} does not work with mlflow {mlflow_version}",
+            f"This mlflow passes {', '.join(missing)} to the plugin's artifact repository, which does not "
+            "accept them, so logging artifacts would fail",
             f"Run: {INSTALL_HINT}",
         )
 
