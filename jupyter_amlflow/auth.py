@@ -3,20 +3,29 @@
 This is the only module that builds credentials; azure-identity is imported inside functions, so
 ``import jupyter_amlflow.auth`` stays cheap. ``sign_in`` tries the methods in the order given:
 
-=====================  ===========================================================  ==========================
-method                 available when                                               credential
-=====================  ===========================================================  ==========================
-``env``                ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` or              ClientSecretCredential /
-                       ``AZURE_CLIENT_CERTIFICATE_PATH`` (+ ``..._PASSWORD``),       CertificateCredential
-                       and a tenant
-``workload-identity``  ``AZURE_FEDERATED_TOKEN_FILE`` + ``AZURE_CLIENT_ID`` + tenant  WorkloadIdentityCredential
-``managed-identity``   ``IDENTITY_ENDPOINT`` or ``MSI_ENDPOINT`` is set (the         ManagedIdentityCredential
-                       metadata address 169.254.169.254 is never probed)
-``cli``                ``az`` is on PATH and logged in                               AzureCliCredential
-``powershell``         ``pwsh`` is on PATH with Az and ``Connect-AzAccount``         AzurePowerShellCredential
-``browser``            the platform can open a browser                               InteractiveBrowserCredential
-``device-code``        a renderer was given to show the code                         DeviceCodeCredential
-=====================  ===========================================================  ==========================
+=======================  ===========================================================  ==========================
+method                   available when                                               credential
+=======================  ===========================================================  ==========================
+``databricks-secrets``   ``dbutils`` is in the notebook and a secret scope is named    ClientSecretCredential
+                         (``--secret-scope``): its keys ``tenant-id``, ``client-id``,
+                         ``client-secret`` (``dbutils.secrets.get``)
+``synapse-keyvault``     ``mssparkutils`` / ``notebookutils`` is in the notebook and   ClientSecretCredential
+                         a Key Vault is named (``--key-vault``): the same three
+                         secrets (``mssparkutils.credentials.getSecret``)
+``env``                  ``AZURE_CLIENT_ID`` + ``AZURE_CLIENT_SECRET`` or              ClientSecretCredential /
+                         ``AZURE_CLIENT_CERTIFICATE_PATH`` (+ ``..._PASSWORD``),       CertificateCredential
+                         and a tenant
+``workload-identity``    ``AZURE_FEDERATED_TOKEN_FILE`` + ``AZURE_CLIENT_ID`` + tenant  WorkloadIdentityCredential
+``managed-identity``     ``IDENTITY_ENDPOINT`` or ``MSI_ENDPOINT`` is set (the         ManagedIdentityCredential
+                         metadata address 169.254.169.254 is never probed)
+``synapse-token``        ``mssparkutils`` / ``notebookutils`` is in the notebook:      TokenLibraryCredential
+                         Synapse's token library (``getToken``), optionally for a
+                         linked service (``--linked-service``)
+``cli``                  ``az`` is on PATH and logged in                               AzureCliCredential
+``powershell``           ``pwsh`` is on PATH with Az and ``Connect-AzAccount``         AzurePowerShellCredential
+``browser``              the platform can open a browser                               InteractiveBrowserCredential
+``device-code``          a renderer was given to show the code                         DeviceCodeCredential
+=======================  ===========================================================  ==========================
 
 "Unavailable" moves on to the next method; "failed" (a configured method that Entra ID or the
 tool refused) stops, and the ``SignInError`` lists every attempt with its reason and what to do
@@ -35,6 +44,11 @@ no further request (the device-code poll in progress is its last), shows no prom
 nothing persistent, and ends with ``SignInError`` ("cancelled"). A ``KeyboardInterrupt`` in the
 thread running ``sign_in`` propagates after the renderer is told "cancelled"; nothing is saved.
 The saved sign-in is written only after the sign-in has completed and was not cancelled.
+
+Notebook platforms: the Databricks and Synapse methods take ``dbutils`` / ``mssparkutils`` (or
+``notebookutils``) from ``user_ns`` (the notebook's namespace; ``__main__``'s globals when None)
+and where to look from ``PlatformOptions``. The secrets they read go into the credential and
+nowhere else: no message, log record or display names a value, only scope, vault and key names.
 """
 
 from __future__ import annotations
@@ -75,11 +89,14 @@ __all__ = [
     "DeviceCodePrompt",
     "DeviceCodeRenderer",
     "Identity",
+    "PlatformOptions",
     "SignIn",
     "SwappableCredential",
+    "TokenLibraryCredential",
     "credential_for_tenant",
     "describe_token_identity",
     "logout",
+    "platform_options",
     "record_path",
     "sign_in",
     "token_cache_paths",
@@ -87,7 +104,20 @@ __all__ = [
 
 _LOG = logging.getLogger(__name__)
 
-METHODS = ("env", "workload-identity", "managed-identity", "cli", "powershell", "browser", "device-code")
+# In the order platforms try them: configured service principals, the machine's or platform's
+# own identity, developer tools, then a person (see platform.default_methods).
+METHODS = (
+    "databricks-secrets",
+    "synapse-keyvault",
+    "env",
+    "workload-identity",
+    "managed-identity",
+    "synapse-token",
+    "cli",
+    "powershell",
+    "browser",
+    "device-code",
+)
 CACHE_NAME = "jupyter_amlflow"
 # Token requests are retried by azure-core; a sign-in chain should fail fast instead of spending
 # the default ten retries (minutes) on an endpoint that is down.
@@ -162,6 +192,117 @@ class SignIn:
     identity: Identity
     tenant_id: str
     attempts: list[Attempt]
+
+
+# Names (never values) of the three secrets a service principal needs; also the default keys.
+SECRET_NAMES = ("tenant-id", "client-id", "client-secret")
+# Databricks scope and key names (letters, digits, "-", "_", "."; at most 128); Key Vault secret
+# names (letters, digits, "-") are a subset.
+_STORE_NAME = re.compile(r"[A-Za-z0-9._-]{1,128}")
+
+
+@dataclass(frozen=True)
+class PlatformOptions:
+    """Where a Databricks or Synapse notebook keeps what sign-in needs: names, never values.
+
+    Args:
+        secret_scope: Databricks secret scope holding a service principal (``databricks-secrets``).
+        key_vault: Key Vault holding one (``synapse-keyvault``): its name, or its URL where
+            Synapse needs the full host name (national clouds).
+        linked_service: Synapse linked service. With ``key_vault``, the Key Vault's (the
+            workspace's identity then reads the secrets); without, the one whose identity
+            ``getToken`` gives tokens of (``synapse-token``).
+        tenant_key: Key (Key Vault: secret name) of the tenant id.
+        client_id_key: Key of the application (client) id.
+        client_secret_key: Key of the client secret.
+    """
+
+    secret_scope: str | None = None
+    key_vault: str | None = None
+    linked_service: str | None = None
+    tenant_key: str = SECRET_NAMES[0]
+    client_id_key: str = SECRET_NAMES[1]
+    client_secret_key: str = SECRET_NAMES[2]
+
+    @property
+    def keys(self) -> dict[str, str]:
+        """``{"tenant-id": key, "client-id": key, "client-secret": key}``."""
+        return dict(zip(SECRET_NAMES, (self.tenant_key, self.client_id_key, self.client_secret_key), strict=True))
+
+
+def platform_options(
+    *,
+    secret_scope: str | None = None,
+    secret_keys: str | Mapping[str, str] | None = None,
+    key_vault: str | None = None,
+    linked_service: str | None = None,
+) -> PlatformOptions:
+    """Check and combine the notebook-platform sign-in options (``--secret-scope`` and friends).
+
+    Args:
+        secret_scope: Databricks secret scope.
+        secret_keys: Other key names, as ``"client-id=app-id,client-secret=app-secret"`` or a
+            mapping; the names are ``tenant-id``, ``client-id``, ``client-secret``.
+        key_vault: Synapse: Key Vault name or URL.
+        linked_service: Synapse linked service name.
+
+    Raises:
+        SignInError: A name is malformed, or ``secret_keys`` names an unknown secret.
+    """
+    example = "For example: --secret-keys client-id=aml-app-id,client-secret=aml-app-secret"
+    pairs: list[tuple[str, str]] = []
+    if isinstance(secret_keys, str):
+        for item in filter(None, (part.strip() for part in secret_keys.split(","))):
+            name, sep, key = item.partition("=")
+            if not sep:
+                raise SignInError(f"--secret-keys wants NAME=KEY pairs, got {quote_input(item)}", "", example)
+            pairs.append((name.strip(), key.strip()))
+    elif secret_keys is not None:
+        pairs = [(str(name), str(key)) for name, key in secret_keys.items()]
+    keys: dict[str, str] = {}
+    for name, key in pairs:
+        if name.lower() not in SECRET_NAMES:
+            raise SignInError(
+                f"Unknown secret {quote_input(name)} in --secret-keys",
+                f"the names are {', '.join(SECRET_NAMES)}",
+                example,
+            )
+        keys[name.lower()] = _store_name("key", key)
+    return PlatformOptions(
+        secret_scope=_store_name("--secret-scope", secret_scope) if secret_scope else None,
+        key_vault=_free_name("--key-vault", key_vault, "Give the vault's name, or its URL in national clouds")
+        if key_vault
+        else None,
+        linked_service=_free_name(
+            "--linked-service", linked_service, "Give the name Synapse Studio shows under Manage > Linked services"
+        )
+        if linked_service
+        else None,
+        tenant_key=keys.get("tenant-id", SECRET_NAMES[0]),
+        client_id_key=keys.get("client-id", SECRET_NAMES[1]),
+        client_secret_key=keys.get("client-secret", SECRET_NAMES[2]),
+    )
+
+
+def _store_name(what: str, value: str) -> str:
+    value = value.strip()
+    if not _STORE_NAME.fullmatch(value):
+        raise SignInError(
+            f"{what} {quote_input(value)} is not a secret scope or key name",
+            "names have 1-128 letters, digits, '-', '_' or '.'",
+            "Check the name: dbutils.secrets.listScopes() and dbutils.secrets.list(SCOPE) show them",
+        )
+    return value
+
+
+def _free_name(what: str, value: str, fix: str) -> str:
+    """A Key Vault or linked service name: any printable text without spaces at the ends."""
+    value = value.strip()
+    if not value or len(value) > 260 or not value.isprintable():
+        raise SignInError(
+            f"{what} {quote_input(value)} is not a name", "it must be printable text of at most 260 characters", fix
+        )
+    return value
 
 
 # -- credentials handed to other code ----------------------------------------------------------------
@@ -275,6 +416,148 @@ def credential_for_tenant(signin: SignIn, tenant_id: str) -> TokenCredential:
         SignInError: ``tenant_id`` is not a tenant id or domain.
     """
     return _TenantCredential(signin.credential, _check_tenant(tenant_id))
+
+
+class TokenLibraryCredential:
+    """Azure Synapse's token library (``mssparkutils.credentials.getToken``) as an azure-core credential.
+
+    ``getToken(audience, name)`` answers a bare token string for an audience key, for the
+    notebook's identity or, with ``name``, a linked service's (Synapse docs, "Secure credentials
+    with linked services using the mssparkutils": ``getToken(audience: String, name: String)``,
+    audiences ``AzureManagement``, ``Storage``, ``Vault``...). This maps scopes to those keys,
+    reads each token's expiry from its ``exp`` claim, unverified (as azureml-mlflow's own
+    ``_ArcadiaAuthentication`` does), keeps the token until ``REFRESH_MARGIN`` seconds before
+    then, and asks the library again after that (it renews its own tokens). A token that comes
+    back already expired is asked for once more, then refused.
+
+    Args:
+        credentials: ``mssparkutils.credentials`` (or ``notebookutils.credentials``).
+        cloud: The cloud: its Resource Manager scope is the ``AzureManagement`` audience.
+        linked_service: Get this linked service's tokens instead of the notebook's.
+    """
+
+    REFRESH_MARGIN = 300.0
+    # Scopes (without "/.default") the library has audience keys for, besides the cloud's ARM.
+    _AUDIENCES: Mapping[str, str] = {
+        "https://management.core.windows.net": "AzureManagement",
+        "https://management.azure.com": "AzureManagement",
+        "https://storage.azure.com": "Storage",
+        "https://vault.azure.net": "Vault",
+    }
+
+    def __init__(self, credentials: Any, cloud: Cloud, linked_service: str | None = None) -> None:
+        self._credentials = credentials
+        self._cloud = cloud
+        self.linked_service = linked_service
+        self._lock = threading.Lock()
+        self._cache: dict[str, tuple[str, int]] = {}
+
+    def audience_key(self, scope: str) -> str:
+        """The library's audience key for an azure-identity scope.
+
+        Raises:
+            CredentialUnavailableError: The library has no audience for it.
+        """
+        resource = scope.removesuffix("/.default").rstrip("/").lower()
+        if resource == self._cloud.resource_manager.rstrip("/").lower():
+            return "AzureManagement"
+        key = self._AUDIENCES.get(resource)
+        if key is None:
+            from azure.identity import CredentialUnavailableError
+
+            raise CredentialUnavailableError(f"the Synapse token library has no audience for the scope {scope}")
+        return key
+
+    def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
+        """A token for ``scopes`` (one audience) from the token library."""
+        from azure.core.credentials import AccessToken
+
+        token, expires_on = self._token(scopes, tenant_id, fresh=bool(claims))
+        return AccessToken(token, expires_on)
+
+    def get_token_info(self, *scopes: str, options: TokenRequestOptions | None = None) -> AccessTokenInfo:
+        """A token for ``scopes`` with its expiry (``refresh_on`` left to the caller's policy)."""
+        from azure.core.credentials import AccessTokenInfo
+
+        opts = dict(options or {})
+        token, expires_on = self._token(scopes, opts.get("tenant_id"), fresh=bool(opts.get("claims")))
+        return AccessTokenInfo(token, expires_on)
+
+    def _token(self, scopes: Sequence[str], tenant_id: str | None, *, fresh: bool) -> tuple[str, int]:
+        if len(scopes) != 1:
+            raise ValueError("TokenLibraryCredential takes exactly one scope")
+        key = self.audience_key(scopes[0])
+        with self._lock:
+            cached = self._cache.get(key)
+            if cached is None or fresh or cached[1] - time.time() < self.REFRESH_MARGIN:
+                cached = self._ask(key)
+                if cached[1] <= time.time():  # the library handed out a stale token: ask once more
+                    cached = self._ask(key)
+                if cached[1] <= time.time():
+                    from azure.core.exceptions import ClientAuthenticationError
+
+                    expired = datetime.fromtimestamp(cached[1], timezone.utc)
+                    raise ClientAuthenticationError(
+                        message=f"the Synapse token library returned a token that expired at {expired:%H:%M:%S} UTC"
+                    )
+                self._cache[key] = cached
+        tid = _display(_unverified_claims(cached[0]).get("tid"))
+        if tenant_id and tid and tenant_id.lower() != tid.lower():
+            from azure.core.exceptions import ClientAuthenticationError
+
+            raise ClientAuthenticationError(
+                message=f"the Synapse token library gives tokens of tenant {tid} only, not of {_display(tenant_id)}"
+            )
+        return cached
+
+    def _ask(self, key: str) -> tuple[str, int]:
+        from azure.core.exceptions import ClientAuthenticationError
+
+        call = f"getToken({key!r}" + (f", {self.linked_service!r})" if self.linked_service else ")")
+        try:
+            if self.linked_service:
+                token = self._credentials.getToken(key, self.linked_service)
+            else:
+                token = self._credentials.getToken(key)
+        except Exception as exc:  # boundary: py4j errors from the platform, whatever their class
+            raise ClientAuthenticationError(
+                message=f"mssparkutils.credentials.{call} failed: {_platform_error(exc)}"
+            ) from exc
+        if not isinstance(token, str) or not token:
+            raise ClientAuthenticationError(message=f"mssparkutils.credentials.{call} returned no token")
+        exp = _unverified_claims(token).get("exp")
+        if not isinstance(exp, (int, float)):
+            # An opaque token: its lifetime is unknown, so keep it no longer than the margin.
+            _LOG.debug("The token library's %s token has no exp claim", key)
+            exp = time.time() + self.REFRESH_MARGIN + 1
+        return token, int(exp)
+
+    def __repr__(self) -> str:
+        via = f", linked_service={self.linked_service!r}" if self.linked_service else ""
+        return f"TokenLibraryCredential({self._cloud.name}{via})"
+
+
+def _platform_error(exc: BaseException) -> str:
+    """The informative line of a notebook platform's error, printable, short.
+
+    dbutils and mssparkutils wrap Java exceptions (py4j): ``"An error occurred while calling
+    o123.get.\n: java.lang.IllegalArgumentException: Secret does not exist with scope: s and key:
+    k\n\tat ..."``. The line naming the Java exception carries the message; stack lines do not.
+    """
+    lines = [line.strip() for line in str(exc).replace("\r", "\n").split("\n")]
+    lines = [line for line in lines if line and not line.startswith("at ")]
+    java = re.compile(r"^:?\s*(?:[\w$]+\.)*[\w$]*(?:Exception|Error):\s*(.+)$")
+    found = next((m.group(1) for line in lines if (m := java.match(line))), lines[0] if lines else type(exc).__name__)
+    # Key Vault ends every message with a link to its troubleshooting page; the reason is before it.
+    found = re.sub(r"\s*For help resolving this issue.*$", "", found)
+    return _reason(RuntimeError(found))
 
 
 # -- identity ----------------------------------------------------------------------------------------
@@ -401,6 +684,8 @@ def sign_in(
     allow_unencrypted_cache: bool = False,
     env: Mapping[str, str] | None = None,
     cancel: threading.Event | None = None,
+    user_ns: Mapping[str, object] | None = None,
+    options: PlatformOptions | None = None,
 ) -> SignIn:
     """Sign in to ``cloud`` with the first method that works.
 
@@ -417,6 +702,10 @@ def sign_in(
             no secret store.
         env: Environment variables to read (default ``os.environ``).
         cancel: Set it to abandon the sign-in (see the module docstring).
+        user_ns: The notebook's namespace, where ``dbutils`` / ``mssparkutils`` live (None:
+            ``__main__``'s globals, which is the namespace in an IPython kernel).
+        options: Secret scope, Key Vault, linked service and key names for the notebook
+            platforms' methods (see ``platform_options``).
 
     Returns:
         The credential that worked, with the method, identity, tenant and every attempt.
@@ -439,6 +728,8 @@ def sign_in(
         persist=persist,
         allow_unencrypted_cache=allow_unencrypted_cache,
         gate=_Gate(cancel),
+        user_ns=user_ns,
+        options=options or PlatformOptions(),
     )
     chosen = _choose_methods(methods, ctx)
     _redact.install()
@@ -645,13 +936,24 @@ class _Context:
     persist: bool
     allow_unencrypted_cache: bool
     gate: _Gate
+    user_ns: Mapping[str, object] | None = None
+    options: PlatformOptions = dataclasses.field(default_factory=PlatformOptions)
 
     def platform(self) -> Platform:
         if self.given_platform is None:
             from .platform import detect_platform
 
-            self.given_platform = detect_platform(self.env)
+            self.given_platform = detect_platform(self.env, self.user_ns)
         return self.given_platform
+
+    def notebook_object(self, *names: str) -> tuple[str, Any] | None:
+        """The first of ``names`` bound in the notebook's namespace, with its value."""
+        namespace = self.user_ns
+        if namespace is None:
+            # An IPython kernel's user namespace is __main__'s dict (InteractiveShell.init_sys_modules).
+            main = sys.modules.get("__main__")
+            namespace = vars(main) if main is not None else {}
+        return next(((name, namespace[name]) for name in names if namespace.get(name) is not None), None)
 
     def network(self) -> dict[str, Any]:
         """Keyword arguments every azure-identity credential passes to its HTTP pipeline."""
@@ -860,7 +1162,237 @@ def _device_code(ctx: _Context) -> _Success:
     return _interactive(ctx, "device-code", credential, relay)
 
 
+# -- notebook platforms ------------------------------------------------------------------------------
+class _SecretStore(Protocol):
+    """Where a notebook platform keeps a service principal's three values."""
+
+    where: str
+
+    def read(self, name: str, key: str) -> str:
+        """The value of ``key`` (which holds ``name``: tenant-id, client-id, client-secret)."""
+
+
+class _DatabricksScope:
+    """A Databricks secret scope, read with the notebook's own access through ``dbutils.secrets``."""
+
+    def __init__(self, dbutils: Any, scope: str) -> None:
+        self.secrets = dbutils.secrets
+        self.scope = scope
+        self.where = f"secret scope {quote_input(scope)}"
+
+    def read(self, name: str, key: str) -> str:
+        try:
+            # dbutils.secrets.get(scope=, key=) (Databricks docs, "Secrets utility (dbutils.secrets)").
+            # The call behind it answers RESOURCE_DOES_NOT_EXIST for a missing scope or key and
+            # PERMISSION_DENIED without READ on the scope (Secrets API, GET /api/2.0/secrets/get);
+            # in a notebook they arrive as py4j-wrapped Java exceptions, e.g.
+            # "java.lang.IllegalArgumentException: Secret does not exist with scope: s and key: k".
+            return str(self.secrets.get(scope=self.scope, key=key))
+        except Exception as exc:  # boundary: the platform's errors, classified by what they say
+            raise self._failure(name, key, exc) from exc
+
+    def _failure(self, name: str, key: str, exc: BaseException) -> _Failed:
+        if _denied(exc):
+            return self._denied(exc)
+        # The message does not reliably say whether the scope or the key is missing; listing the
+        # scope (key names only, never values) does.
+        try:
+            listed = [str(getattr(item, "key", item)) for item in self.secrets.list(self.scope)]
+        except Exception as list_exc:  # boundary: as above
+            if _denied(list_exc):
+                return self._denied(list_exc)
+            return _Failed(
+                f"there is no {self.where} ({_platform_error(list_exc)})",
+                "Check the name (dbutils.secrets.listScopes() lists the scopes you can read), or create it: "
+                f"databricks secrets create-scope {self.scope}",
+            )
+        if key in listed:
+            return _Failed(f"could not read {quote_input(key)} from {self.where} ({_platform_error(exc)})", "Try again")
+        has = f"; it has {', '.join(quote_input(k) for k in listed[:10])}" if listed else "; it is empty"
+        return _Failed(
+            f"{self.where} has no key {quote_input(key)}{_holding(name, key)}{has}",
+            f"Put the {name} there (databricks secrets put-secret {self.scope} {key}), "
+            f"or name the key that holds it: --secret-keys {name}=KEY",
+        )
+
+    def _denied(self, exc: BaseException) -> _Failed:
+        return _Failed(
+            f"you may not read {self.where} ({_platform_error(exc)})",
+            f"Ask a workspace admin for READ on it: databricks secrets put-acl {self.scope} YOUR_USER_NAME READ",
+        )
+
+
+class _KeyVault:
+    """An Azure Key Vault read through Synapse's ``mssparkutils.credentials.getSecret``."""
+
+    def __init__(self, credentials: Any, vault: str, linked_service: str | None) -> None:
+        self.credentials = credentials
+        self.vault = vault
+        self.linked_service = linked_service
+        self.where = f"Key Vault {quote_input(vault)}"
+
+    def read(self, name: str, key: str) -> str:
+        try:
+            # getSecret(akvName, secret, linkedService) reads as the workspace's managed identity
+            # through the Key Vault linked service; getSecret(akvName, secret) as the person
+            # running the notebook (Synapse docs, "Secure credentials with linked services using
+            # the mssparkutils", GetSecret()).
+            if self.linked_service:
+                return str(self.credentials.getSecret(self.vault, key, self.linked_service))
+            return str(self.credentials.getSecret(self.vault, key))
+        except Exception as exc:  # boundary: the platform's errors, classified by what they say
+            raise self._failure(name, key, exc) from exc
+
+    def _failure(self, name: str, key: str, exc: BaseException) -> _Failed:
+        detail = _platform_error(exc)
+        text = str(exc).lower()
+        linked = quote_input(self.linked_service) if self.linked_service else None
+        if linked and "linked service" in text and ("not found" in text or "does not exist" in text):
+            return _Failed(
+                f"there is no linked service {linked} ({detail})",
+                "Check its name in Synapse Studio (Manage > Linked services); it must be published",
+            )
+        if _denied(exc) or "forbidden" in text or "does not have secrets get permission" in text:
+            who = f"the workspace's managed identity (linked service {linked})" if linked else "you"
+            other = "" if linked else ", or read it as the workspace's identity: --linked-service VAULT_LINKED_SERVICE"
+            return _Failed(
+                f"{who} may not read secrets in {self.where} ({detail})",
+                f"Grant the Key Vault Secrets User role on the vault (or a Get secrets access policy){other}",
+            )
+        if "secretnotfound" in text or "was not found in this key vault" in text:
+            return _Failed(
+                f"{self.where} has no secret {quote_input(key)}{_holding(name, key)}",
+                f"Add it (az keyvault secret set --vault-name {self.vault} --name {key} --value ...), "
+                f"or name the secret that holds it: --secret-keys {name}=SECRET",
+            )
+        return _Failed(
+            f"could not read secret {quote_input(key)} from {self.where} ({detail})",
+            "Check the vault's name (its full host name in national clouds) and --linked-service",
+        )
+
+
+def _holding(name: str, key: str) -> str:
+    """`` (for the client-secret)`` when the key is not named after what it holds."""
+    return "" if name == key else f" (for the {name})"
+
+
+def _denied(exc: BaseException) -> bool:
+    text = str(exc)
+    return any(s in text for s in ("PERMISSION_DENIED", "does not have READ permission", "AccessDenied", "(403)"))
+
+
+def _service_principal_from(ctx: _Context, store: _SecretStore) -> _Success:
+    """Read tenant, client id and secret from ``store``; verify them with Entra ID.
+
+    Values are checked without being echoed: a secret pasted under the wrong key must not end up
+    in an error message.
+    """
+    keys = ctx.options.keys
+
+    def read(name: str) -> str:
+        value = store.read(name, keys[name]).strip()
+        if not value:
+            raise _Failed(
+                f"{store.where}: {quote_input(keys[name])}{_holding(name, keys[name])} is empty",
+                f"Put the service principal's {name} there",
+            )
+        return value
+
+    tenant = ctx.tenant_id or read("tenant-id")
+    if not _TENANT.match(tenant):
+        raise _Failed(
+            f"the tenant-id in {store.where} ({quote_input(keys['tenant-id'])}) is not a tenant id",
+            "Put the directory (tenant) id there, a GUID",
+        )
+    client_id = read("client-id")
+    if not _is_guid(client_id):
+        raise _Failed(
+            f"the client-id in {store.where} ({quote_input(keys['client-id'])}) is not an application id",
+            "Put the application (client) id there, a GUID; the secret goes under client-secret",
+        )
+    secret = read("client-secret")
+    from azure.identity import ClientSecretCredential
+
+    credential = ClientSecretCredential(tenant, client_id, secret, **ctx.entra())
+    return _verified(ctx, credential, f"service principal from {store.where}")
+
+
+def _databricks_secrets(ctx: _Context) -> _Success:
+    found = ctx.notebook_object("dbutils")
+    if found is None:
+        raise _Unavailable(
+            "dbutils is not in the notebook's namespace (not a Databricks notebook)",
+            _UNAVAILABLE_HINTS["databricks-secrets"],
+        )
+    if not ctx.options.secret_scope:
+        raise _Unavailable("no secret scope was given (--secret-scope)", _UNAVAILABLE_HINTS["databricks-secrets"])
+    return _service_principal_from(ctx, _DatabricksScope(found[1], ctx.options.secret_scope))
+
+
+def _token_library(ctx: _Context) -> tuple[str, Any] | None:
+    """``("mssparkutils", mssparkutils.credentials)`` or the ``notebookutils`` one, if there is one."""
+    found = ctx.notebook_object("mssparkutils", "notebookutils")
+    if found is None:
+        return None
+    name, utils = found
+    # Synapse: mssparkutils.credentials, notebookutils.mssparkutils.credentials; Fabric:
+    # notebookutils.credentials.
+    credentials = getattr(utils, "credentials", None)
+    if credentials is None:
+        credentials = getattr(getattr(utils, "mssparkutils", None), "credentials", None)
+    return (name, credentials) if credentials is not None else None
+
+
+def _synapse_keyvault(ctx: _Context) -> _Success:
+    found = _token_library(ctx)
+    if found is None or not hasattr(found[1], "getSecret"):
+        raise _Unavailable(
+            "neither mssparkutils nor notebookutils is in the notebook's namespace (not a Synapse notebook)",
+            _UNAVAILABLE_HINTS["synapse-keyvault"],
+        )
+    if not ctx.options.key_vault:
+        raise _Unavailable("no Key Vault was given (--key-vault)", _UNAVAILABLE_HINTS["synapse-keyvault"])
+    store = _KeyVault(found[1], ctx.options.key_vault, ctx.options.linked_service)
+    return _service_principal_from(ctx, store)
+
+
+def _synapse_token(ctx: _Context) -> _Success:
+    found = _token_library(ctx)
+    if found is None or not hasattr(found[1], "getToken"):
+        raise _Unavailable(
+            "neither mssparkutils nor notebookutils is in the notebook's namespace (not a Synapse notebook)",
+            _UNAVAILABLE_HINTS["synapse-token"],
+        )
+    name, credentials = found
+    # With --key-vault the linked service is the vault's (synapse-keyvault), not an identity.
+    linked = None if ctx.options.key_vault else ctx.options.linked_service
+    credential = TokenLibraryCredential(credentials, ctx.cloud, linked)
+    from azure.core.exceptions import ClientAuthenticationError
+
+    try:
+        ctx.gate.check()
+        info = credential.get_token_info(ctx.cloud.arm_scope)
+    except ClientAuthenticationError as exc:
+        raise _Failed(_reason(exc), _FAILURE_HINTS["synapse-token"]) from exc
+    identity = describe_token_identity(info.token)
+    wanted = ctx.tenant_id
+    if wanted and _is_guid(wanted) and identity.tenant_id and identity.tenant_id.lower() != wanted.lower():
+        raise _Failed(
+            f"the token library signs in to tenant {identity.tenant_id}, not {wanted}",
+            "Use a linked service of that tenant (--linked-service) or a service principal (--key-vault)",
+        )
+    via = f"{name}.credentials.getToken" + (f", linked service {quote_input(linked)}" if linked else "")
+    return _Success(credential, identity, f"signed in as {identity.name} ({via})")
+
+
+def _is_guid(text: str) -> bool:
+    return bool(re.fullmatch(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}", text))
+
+
 _RUNNERS: Mapping[str, Callable[[_Context], _Success]] = {
+    "databricks-secrets": _databricks_secrets,
+    "synapse-keyvault": _synapse_keyvault,
+    "synapse-token": _synapse_token,
     "env": _env,
     "workload-identity": _workload_identity,
     "managed-identity": _managed_identity,
@@ -871,6 +1403,11 @@ _RUNNERS: Mapping[str, Callable[[_Context], _Success]] = {
 }
 
 _UNAVAILABLE_HINTS: Mapping[str, str] = {
+    "databricks-secrets": "In a Databricks notebook, keep the service principal's tenant-id, client-id and "
+    "client-secret in a secret scope and pass --secret-scope NAME",
+    "synapse-keyvault": "In a Synapse notebook, keep the service principal's tenant-id, client-id and "
+    "client-secret in Key Vault and pass --key-vault NAME (with --linked-service for the vault's linked service)",
+    "synapse-token": "The token library is there in Azure Synapse notebooks (mssparkutils)",
     "env": "For a service principal set AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET "
     "(or AZURE_CLIENT_CERTIFICATE_PATH)",
     "workload-identity": "On Kubernetes, enable Azure workload identity for the pod "
@@ -885,6 +1422,12 @@ _UNAVAILABLE_HINTS: Mapping[str, str] = {
 }
 
 _FAILURE_HINTS: Mapping[str, str] = {
+    "databricks-secrets": "Check the service principal's values in the secret scope: the client secret's value "
+    "(not its id, and not expired), the client id and the tenant id",
+    "synapse-keyvault": "Check the service principal's values in Key Vault: the client secret's value "
+    "(not its id, and not expired), the client id and the tenant id",
+    "synapse-token": "Check the linked service (--linked-service), or sign in another way: --key-vault VAULT "
+    "for a service principal, or --auth device-code",
     "env": "Check AZURE_CLIENT_ID, AZURE_CLIENT_SECRET (the secret's value, not its id, and not expired) or the "
     "certificate, and AZURE_TENANT_ID; or unset them to skip env",
     "workload-identity": "Check the app's federated credential (issuer and subject) and AZURE_CLIENT_ID / "

@@ -22,6 +22,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -41,13 +42,21 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .arm import ArmClient, WorkspaceInfo
-    from .auth import DeviceCodePrompt, DeviceCodeRenderer, Identity, SignIn
+    from .auth import DeviceCodePrompt, DeviceCodeRenderer, Identity, PlatformOptions, SignIn
     from .clouds import Cloud, CloudCatalog
     from .platform import Platform
     from .references import WorkspaceRef
 
+    # cloud, tenant, methods, notebook-platform options
+    _SignInKey = tuple[str, str | None, tuple[str, ...] | None, PlatformOptions | None]
+
 DEFAULT_EXPERIMENT = "Default"
 T = TypeVar("T")
+# ArmClient enforces the timeout on each request itself and its error says more (the host, the
+# proxy to check); the connect step's own deadline is a backstop just behind it, so which of the
+# two reports a stalled Resource Manager does not depend on thread timing.
+_BACKSTOP = 0.5
+_CLOUD_NAME = re.compile(r"[\w .()-]{1,100}")
 
 NO_REFERENCE_FIX = (
     "Give the workspace: %amlflow connect --subscription SUB --resource-group RG --workspace NAME, "
@@ -211,6 +220,7 @@ class _Plan:
     methods: tuple[str, ...] | None
     experiment_name: str | None
     experiment_id: str | None
+    options: PlatformOptions | None = None
 
 
 @dataclass
@@ -264,7 +274,7 @@ class Session:
         self.platform: Platform = detect_platform(self.env, user_ns)
         self.connection: Connection | None = None
         self._original: tracking.MlflowState | None = None
-        self._signins: dict[tuple[str, str | None, tuple[str, ...] | None], SignIn] = {}
+        self._signins: dict[_SignInKey, SignIn] = {}
         self._arm_clients: dict[tuple[str, int], ArmClient] = {}
         self._import: concurrent.futures.Future[None] | None = None
 
@@ -279,7 +289,10 @@ class Session:
 
         wanted = name or cloud_name_from_env(self.env) or self.default_cloud or "AzureCloud"
         url = metadata_url or self.env.get("ARM_CLOUD_METADATA_URL")
-        if url and wanted.lower() not in {n.lower() for n in self.catalog.names()}:
+        known = {n.lower() for n in self.catalog.names()}
+        # A name no metadata document could hold (control characters, shell syntax, a paragraph)
+        # is a typo or worse: say so without sending a request.
+        if url and wanted.lower() not in known and _CLOUD_NAME.fullmatch(wanted):
             self.add_clouds_from_metadata(url)
         return self.catalog.get(wanted)
 
@@ -301,21 +314,26 @@ class Session:
         tenant_id: str | None = None,
         methods: Sequence[str] | None = None,
         renderer: DeviceCodeRenderer | None = None,
+        options: PlatformOptions | None = None,
     ) -> SignIn:
-        """Sign in (or reuse this session's sign-in for the same cloud, tenant and methods)."""
-        key = self._signin_key(cloud, tenant_id, methods)
+        """Sign in (or reuse this session's sign-in for the same cloud, tenant, methods and options)."""
+        key = self._signin_key(cloud, tenant_id, methods, options)
         signin = self._signins.get(key) or self._new_sign_in(key, renderer)
         self._signins[key] = signin
         return signin
 
     def _signin_key(
-        self, cloud: Cloud, tenant_id: str | None, methods: Sequence[str] | None
-    ) -> tuple[str, str | None, tuple[str, ...] | None]:
-        return (cloud.name, tenant_id, tuple(methods) if methods else self.auth)
+        self,
+        cloud: Cloud,
+        tenant_id: str | None,
+        methods: Sequence[str] | None,
+        options: PlatformOptions | None = None,
+    ) -> _SignInKey:
+        return (cloud.name, tenant_id, tuple(methods) if methods else self.auth, options)
 
     def _new_sign_in(
         self,
-        key: tuple[str, str | None, tuple[str, ...] | None],
+        key: _SignInKey,
         renderer: DeviceCodeRenderer | Any | None,
         cancel: threading.Event | None = None,
     ) -> SignIn:
@@ -332,6 +350,8 @@ class Session:
             allow_unencrypted_cache=self.allow_unencrypted_cache,
             env=self.env,
             cancel=cancel,
+            user_ns=self.user_ns,
+            options=key[3],
         )
 
     def forget_sign_ins(self) -> None:
@@ -374,13 +394,28 @@ class Session:
         force: bool = False,
         renderer: DeviceCodeRenderer | None = None,
         device_code_timeout: float = 900.0,
+        secret_scope: str | None = None,
+        secret_keys: str | Mapping[str, str] | None = None,
+        key_vault: str | None = None,
+        linked_service: str | None = None,
     ) -> Connection:
         """Connect this kernel's MLflow to a workspace; see the module docstring for the stages.
+
+        ``secret_scope`` (Databricks), ``key_vault`` and ``linked_service`` (Synapse) and
+        ``secret_keys`` say where the notebook platform keeps the identity to sign in with
+        (``auth.platform_options``).
 
         Raises:
             AmlflowError: (a subclass) on any failure; nothing is changed then.
             KeyboardInterrupt: when interrupted; nothing is changed then either.
         """
+        options = None
+        if secret_scope or secret_keys or key_vault or linked_service:
+            from .auth import platform_options
+
+            options = platform_options(
+                secret_scope=secret_scope, secret_keys=secret_keys, key_vault=key_vault, linked_service=linked_service
+            )
         plan = self._plan(
             reference,
             subscription,
@@ -393,6 +428,7 @@ class Session:
             experiment,
             force,
         )
+        plan.options = options
         state = tracking.MlflowState.capture()
         watch = _Watch(self.timeout)
         self._start_import()
@@ -453,6 +489,11 @@ class Session:
                 "switching the workspace now would leave it orphaned",
                 "End it first: mlflow.end_run(), then connect again",
             )
+        tenant_id = tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
+        if tenant_id is not None:
+            from .auth import _check_tenant
+
+            _check_tenant(tenant_id)  # sign-in checks it too, but after resolve_cloud may have sent a request
         cloud = self.resolve_cloud(cloud_name, cloud_metadata_url)
         original_env = (self._original.env if self._original else {}) or {
             name: self.env.get(name) for name in tracking.MANAGED_ENV
@@ -464,7 +505,6 @@ class Session:
                 experiment_id = original_env.get("MLFLOW_EXPERIMENT_ID") or None
             if experiment is None and experiment_id is None:
                 experiment = DEFAULT_EXPERIMENT
-        tenant_id = tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
         return _Plan(ref, cloud, tenant_id, methods, experiment, experiment_id)
 
     def _start_import(self) -> None:
@@ -481,7 +521,7 @@ class Session:
     ) -> _Prepared:
         """Stage 2, in the worker thread."""
         watch.begin(f"Signing in to {plan.cloud.name}")
-        key = self._signin_key(plan.cloud, plan.tenant_id, plan.methods)
+        key = self._signin_key(plan.cloud, plan.tenant_id, plan.methods, plan.options)
         signin = self._signins.get(key)
         if signin is None:
             signin = self._new_sign_in(key, renderer, watch.event)
@@ -489,7 +529,7 @@ class Session:
                 if watch.cancelled:
                     raise _Cancelled
                 self._signins[key] = signin
-        watch.begin(f"Resource Manager: GET workspace {plan.ref.workspace}")
+        watch.begin(f"Resource Manager: GET workspace {plan.ref.workspace}", self.timeout + _BACKSTOP)
         info = self.arm(plan.cloud, signin).workspace(plan.ref)
         if not info.tracking_uri:
             raise AmlflowError(
@@ -517,7 +557,14 @@ class Session:
                 credential=SwappableCredential(signin.credential),
             )
         watch.begin(f"MLflow API: experiment {plan.experiment_name or plan.experiment_id}")
-        experiment = tracking.resolve_experiment(uri, plan.experiment_name, plan.experiment_id)
+        experiment = tracking.resolve_experiment(
+            uri,
+            plan.experiment_name,
+            plan.experiment_id,
+            # Raises once the caller gave up on a slow lookup: no experiment is created after
+            # connect has reported that nothing changed.
+            before_create=lambda: watch.begin(f"MLflow API: create experiment {plan.experiment_name}"),
+        )
         watch.begin("Finishing")
         return _Prepared(signin, info, uri, experiment)
 

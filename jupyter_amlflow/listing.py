@@ -19,15 +19,30 @@ def list_things(
     tenant: str | None = None,
     subscriptions: Sequence[str] | None = None,
     renderer: Any = None,
+    secret_scope: str | None = None,
+    secret_keys: str | None = None,
+    key_vault: str | None = None,
+    linked_service: str | None = None,
 ) -> tuple[Table, list[str]]:
-    """A table of ``what`` and the names in it (kept for tab completion)."""
+    """A table of ``what`` and the names in it (kept for tab completion).
+
+    ``secret_scope`` and the others are the notebook platforms' sign-in options (``auth.platform_options``).
+    """
     if what == "experiments":
         return _experiments(session)
+    options = None
+    if secret_scope or secret_keys or key_vault or linked_service:
+        from .auth import platform_options
+
+        options = platform_options(
+            secret_scope=secret_scope, secret_keys=secret_keys, key_vault=key_vault, linked_service=linked_service
+        )
     conn = session.connection
     chosen = session.resolve_cloud(cloud or (conn.cloud.name if conn else None))
     tenant_id = tenant or (conn.tenant_id if conn and not cloud else None)
     signin = session.call(
-        f"Signing in to {chosen.name}", lambda: session.sign_in(chosen, tenant_id=tenant_id, renderer=renderer)
+        f"Signing in to {chosen.name}",
+        lambda: session.sign_in(chosen, tenant_id=tenant_id, renderer=renderer, options=options),
     )
     client = session.arm(chosen, signin)
     if what == "tenants":

@@ -30,7 +30,11 @@ class _Parser(argparse.ArgumentParser):
     """argparse that reports errors as ``UsageError`` instead of exiting the kernel."""
 
     def error(self, message: str) -> Any:
-        raise UsageError(f"{self.prog}: {message}. See: {HELP_HINT} {self.prog.split()[-1]}")
+        # argparse quotes what was typed as it was typed; a newline or escape sequence in it would
+        # break the one-line error, and a pasted page would bury it.
+        shown = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in message)
+        shown = shown if len(shown) <= 300 else shown[:299] + "…"
+        raise UsageError(f"{self.prog}: {shown}. See: {HELP_HINT} {self.prog.split()[-1]}")
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:
         raise UsageError(message or f"{self.prog}: see {HELP_HINT}")
@@ -72,6 +76,40 @@ def _connect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", "-e", help="experiment to use (created if missing)")
     p.add_argument("--timeout", type=float, help="seconds each step may take (default: %%config AmlflowMagics.timeout)")
     p.add_argument("--force", action="store_true", help="replace a tracking URI the platform set")
+    _platform_args(p)
+
+
+def _platform_args(p: argparse.ArgumentParser) -> None:
+    """Sign-in options of the notebook platforms (Databricks, Synapse): names only, never values."""
+    p.add_argument(
+        "--secret-scope",
+        metavar="SCOPE",
+        help="Databricks: secret scope holding a service principal (keys tenant-id, client-id, client-secret)",
+    )
+    p.add_argument(
+        "--secret-keys",
+        metavar="NAME=KEY[,...]",
+        help="other key (Key Vault: secret) names, e.g. client-id=app-id,client-secret=app-secret",
+    )
+    p.add_argument(
+        "--key-vault",
+        metavar="VAULT",
+        help="Synapse: Key Vault holding a service principal (secrets tenant-id, client-id, client-secret)",
+    )
+    p.add_argument(
+        "--linked-service",
+        metavar="NAME",
+        help="Synapse: linked service whose identity signs in; with --key-vault, the vault's linked service",
+    )
+
+
+def _platform_kwargs(args: argparse.Namespace) -> dict[str, Any]:
+    return {
+        "secret_scope": args.secret_scope,
+        "secret_keys": args.secret_keys,
+        "key_vault": args.key_vault,
+        "linked_service": args.linked_service,
+    }
 
 
 def _experiment_args(p: argparse.ArgumentParser) -> None:
@@ -83,6 +121,7 @@ def _list_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cloud", help="cloud to list in (default: the current one)")
     p.add_argument("--tenant", "-t", help="tenant to list in")
     p.add_argument("--subscription", "-s", action="append", help="only this subscription (repeatable)")
+    _platform_args(p)
 
 
 def _clouds_args(p: argparse.ArgumentParser) -> None:
@@ -222,8 +261,9 @@ class AmlflowMagics(Magics):
     auth = List(
         Unicode(),
         default_value=[],
-        help="Sign-in methods to try, in order (env, workload-identity, managed-identity, cli, powershell, "
-        "browser, device-code). Empty: chosen by where the kernel runs.",
+        help="Sign-in methods to try, in order (databricks-secrets, synapse-keyvault, env, workload-identity, "
+        "managed-identity, synapse-token, cli, powershell, browser, device-code). Empty: chosen by where the "
+        "kernel runs.",
     ).tag(config=True)
     timeout = Float(30.0, help="Seconds each network step of connect may take.").tag(config=True)
     device_code_timeout = Float(900.0, help="Seconds to wait for you to finish a device-code sign-in.").tag(config=True)
@@ -292,11 +332,17 @@ class AmlflowMagics(Magics):
         return devicecode.TextDeviceCodeRenderer(sys.stdout)
 
     def _do_connect(self, args: argparse.Namespace) -> Any:
-        if _nothing_to_go_on(args) and references_find_config() is None and self._widgets_render():
+        platform = _platform_kwargs(args)
+        if (
+            _nothing_to_go_on(args)
+            and not any(platform.values())  # the panel would not use them: let connect say what is missing
+            and references_find_config() is None
+            and self._widgets_render()
+        ):
             # Nothing names a workspace and no config.json: let the person pick one.
             return self._do_panel(args)
         if args.timeout is not None:
-            if args.timeout <= 0:
+            if not (0 < args.timeout < float("inf")):  # argparse's float() also takes "nan" and "inf"
                 raise UsageError("%amlflow connect: --timeout must be a positive number of seconds")
             self.session.timeout = args.timeout
         try:
@@ -313,6 +359,7 @@ class AmlflowMagics(Magics):
                 force=args.force,
                 renderer=self._renderer(),
                 device_code_timeout=self.device_code_timeout,
+                **platform,
             )
         finally:
             self.session.timeout = self.timeout
@@ -379,6 +426,7 @@ class AmlflowMagics(Magics):
             tenant=args.tenant,
             subscriptions=args.subscription,
             renderer=self._renderer(),
+            **_platform_kwargs(args),
         )
         if args.what == "workspaces":
             self.workspace_names = names

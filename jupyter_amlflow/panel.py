@@ -74,6 +74,9 @@ T = TypeVar("T")
 AUTO = "auto"
 ALL = ""  # the "all tenants" / "all subscriptions" choice
 METHOD_LABELS = {
+    "databricks-secrets": "Service principal from a Databricks secret scope (needs --secret-scope)",
+    "synapse-keyvault": "Service principal from Key Vault, in Synapse (needs --key-vault)",
+    "synapse-token": "Synapse token library (the notebook's identity)",
     "env": "Service principal from the environment (env)",
     "workload-identity": "Workload identity (Kubernetes)",
     "managed-identity": "Managed identity",
@@ -407,6 +410,11 @@ class WorkspacePanel:
         ]
         for command, note in zip(self.commands(), notes, strict=True):
             lines += [f"  {command}", f"      ({note})"]
+        from .platform import sign_in_hint
+
+        hint = sign_in_hint(self.session.platform)
+        if hint:
+            lines.append(hint)
         return "\n".join(lines)
 
     def __repr__(self) -> str:

@@ -22,6 +22,7 @@ __all__ = [
     "default_methods",
     "defaults_table",
     "detect_platform",
+    "sign_in_hint",
 ]
 
 
@@ -75,18 +76,24 @@ _KINDS: tuple[_Kind, ...] = (
         "`APPSETTING_WEBSITE_SITE_NAME=AMLComputeInstance`, or `CI_NAME` + `CI_WORKSPACE` + `CI_RESOURCE_GROUP`",
         ("env", "workload-identity", "managed-identity", "cli", "device-code"),
     ),
+    # Spark notebooks: a service principal from the platform's secret store (only when one is
+    # named) or from the cluster's environment, then the identity the platform itself gives the
+    # notebook (Synapse's token library), then a person. No managed identity: neither gives the
+    # notebook an identity endpoint, and the ADLS passthrough token azureml-mlflow's own
+    # Databricks credential reads is gone with credential passthrough (Databricks docs, "Credential
+    # passthrough (legacy)": deprecated starting with Databricks Runtime 15.0).
     _Kind(
         "databricks",
         "Databricks",
         "`DATABRICKS_RUNTIME_VERSION`, or `dbutils` in the notebook",
-        ("env", "workload-identity", "managed-identity", "device-code"),
+        ("databricks-secrets", "env", "device-code"),
     ),
     _Kind(
         "synapse",
         "Azure Synapse (or Fabric) Spark",
         "`AZURE_SERVICE=Microsoft.ProjectArcadia`, `MMLSPARK_PLATFORM_INFO=synapse`, "
         "or `mssparkutils` / `notebookutils` in the notebook",
-        ("env", "workload-identity", "managed-identity", "device-code"),
+        ("synapse-keyvault", "env", "synapse-token", "device-code"),
     ),
     _Kind(
         "codespaces",
@@ -306,6 +313,22 @@ def default_methods(platform: Platform) -> list[str]:
     return methods
 
 
+_SIGN_IN_HINTS: Mapping[str, str] = MappingProxyType(
+    {
+        "databricks": "On Databricks, sign in as a service principal kept in a secret scope: add "
+        "--secret-scope SCOPE (keys tenant-id, client-id, client-secret; other names with --secret-keys).",
+        "synapse": "On Synapse, the notebook's own identity signs in (mssparkutils.credentials.getToken); add "
+        "--linked-service NAME for a linked service's identity, or --key-vault VAULT for a service principal "
+        "kept in Key Vault (secrets tenant-id, client-id, client-secret).",
+    }
+)
+
+
+def sign_in_hint(platform: Platform) -> str | None:
+    """One sentence on the sign-in options only this platform has (for text forms and help), or None."""
+    return _SIGN_IN_HINTS.get(platform.name)
+
+
 def defaults_table() -> str:
     """The detection rules and default sign-in order, as a Markdown table (README, ``%amlflow help``)."""
     rows = [
@@ -319,7 +342,8 @@ def defaults_table() -> str:
     rows.append(
         "Rules are tried top to bottom. \\* `managed-identity` only where an identity endpoint is configured "
         "(`IDENTITY_ENDPOINT` with `IDENTITY_HEADER` or `IMDS_ENDPOINT`, or `MSI_ENDPOINT`); the instance "
-        "metadata address 169.254.169.254 is never probed. Choose others with `--auth` "
+        "metadata address 169.254.169.254 is never probed. `databricks-secrets` is tried only with "
+        "`--secret-scope`, `synapse-keyvault` only with `--key-vault`. Choose others with `--auth` "
         "(e.g. `--auth cli,device-code`; in Python `auth=`)."
     )
     return "\n".join(rows)

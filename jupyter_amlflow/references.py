@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from itertools import product
 from pathlib import Path
 from types import MappingProxyType
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from .errors import WorkspaceReferenceError
 
@@ -376,9 +376,17 @@ def _check_host(netloc: str, what: str) -> str:
     return netloc.lower()
 
 
+def _split_url(text: str, what: str, fix: str) -> SplitResult:
+    """``urlsplit``, whose ValueError (an unclosed '[' of an IPv6 host) becomes a reference error."""
+    try:
+        return urlsplit(text)
+    except ValueError as exc:
+        raise WorkspaceReferenceError(what, f"it is not a well-formed address ({exc})", fix) from None
+
+
 def _parse_tracking_uri(text: str) -> WorkspaceRef:
     what = f"Not an Azure ML tracking URI: {quote_input(text)}"
-    parts = urlsplit(text)
+    parts = _split_url(text, what, TRACKING_URI_FIX)
     host = _check_host(parts.netloc, what)
     path = parts.path
     match = _TRACKING_PREFIX.fullmatch(path)
@@ -406,7 +414,7 @@ def _parse_tracking_uri(text: str) -> WorkspaceRef:
 def _parse_studio_link(text: str) -> WorkspaceRef:
     """A Studio URL with ``wsid`` (short ``/subscriptions/S/resourcegroups/R/workspaces/W`` or a full id)."""
     what = f"Not a workspace link: {quote_input(text)}"
-    query = parse_qs(urlsplit(text).query)
+    query = parse_qs(_split_url(text, what, FORMS_FIX).query)
     wsid = query.get("wsid", [""])[0].strip()
     if not wsid:
         raise WorkspaceReferenceError(

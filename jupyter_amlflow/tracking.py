@@ -25,7 +25,7 @@ import importlib.metadata
 import inspect
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -62,10 +62,39 @@ MLFLOW_DATA_PERMISSIONS = (
 MLFLOW_REGISTRY_PERMISSIONS = ("Microsoft.MachineLearningServices/workspaces/models/*/*",)
 
 
+#: Modules mlflow and the plugin import on first use, right after a sign-in: the plugin's store
+#: and service contexts, mlflow's client, and the tracing provider ``set_tracking_uri`` resets.
+_FIRST_USE_MODULES = (
+    "azureml.mlflow.entry_point_loaders",
+    "azureml.mlflow._internal.service_context_loader",
+    "azureml.mlflow._internal.utils",
+    "azureml.mlflow._store.tracking.store",
+    "mlflow.tracking.client",
+    "mlflow.store.artifact.artifact_repository_registry",
+    "mlflow.tracing.processor.base_mlflow",
+)
+
+
 def import_mlflow() -> None:
-    """Import mlflow and the plugin (2-3 s cold); safe to call from a worker thread."""
+    """Import mlflow and the plugin (2-3 s cold), and what their first use loads; thread-safe.
+
+    Connect runs this while the person signs in, so the first-use work (about 0.1-0.2 s: the
+    modules above, mlflow's request-header providers and their platform checks) happens during
+    the wait instead of after the token arrives. Nothing here changes mlflow's state.
+    """
+    import importlib
+
     import azureml.mlflow  # noqa: F401
     import mlflow  # noqa: F401 - the import is the point
+
+    for name in _FIRST_USE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # another mlflow or plugin version: that module loads when needed, if at all
+            continue
+    from mlflow.tracking.request_header.registry import resolve_request_headers
+
+    resolve_request_headers()  # builds mlflow's header-provider table; pure, no network
 
 
 def mlflow_imported() -> bool:
@@ -344,8 +373,18 @@ class ExperimentRef:
     created: bool
 
 
-def resolve_experiment(tracking_uri: str, name: str | None, experiment_id: str | None) -> ExperimentRef:
-    """Find the experiment by id or name, creating it by name if missing (network)."""
+def resolve_experiment(
+    tracking_uri: str,
+    name: str | None,
+    experiment_id: str | None,
+    *,
+    before_create: Callable[[], None] | None = None,
+) -> ExperimentRef:
+    """Find the experiment by id or name, creating it by name if missing (network).
+
+    ``before_create`` runs just before the experiment is created and may raise to stop it: a
+    caller that gave up on a slow lookup must not create the experiment later behind its back.
+    """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
@@ -364,6 +403,8 @@ def resolve_experiment(tracking_uri: str, name: str | None, experiment_id: str |
                     "Restore it in Studio, or pick another name: %amlflow experiment NEW_NAME",
                 )
             return ExperimentRef(found.experiment_id, found.name, False)
+        if before_create is not None:
+            before_create()
         return ExperimentRef(client.create_experiment(name), name, True)
     except MlflowException as exc:
         raise translate_mlflow_error(exc, "MLflow API: experiment lookup") from exc

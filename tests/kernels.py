@@ -61,3 +61,69 @@ def html_of(nb: Any, index: int) -> str:
 def errors_of(nb: Any, index: int) -> list[dict[str, Any]]:
     """The error outputs of cell ``index``."""
     return [out for out in outputs(nb, index) if out["output_type"] == "error"]
+
+
+class LiveKernel:
+    """A real kernel driven cell by cell, so a test can interrupt a cell while it runs.
+
+    nbclient runs whole notebooks; a test of Ctrl-C needs to start a cell, wait for something
+    outside (the sandbox received a request), send the interrupt and time the reply.
+    """
+
+    def __init__(self, *, env: dict[str, str], cwd: Path, startup_timeout: float = 60) -> None:
+        from jupyter_client.manager import KernelManager
+
+        self.manager = KernelManager(kernel_name="python3")
+        self.manager.start_kernel(env={**os.environ, **env}, cwd=str(cwd))
+        self.client = self.manager.blocking_client()
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=startup_timeout)
+
+    def start(self, code: str) -> str:
+        """Send a cell; returns its message id (the cell runs on)."""
+        return self.client.execute(code, store_history=True)
+
+    def wait(self, msg_id: str, timeout: float = 120) -> dict[str, Any]:
+        """Wait for a cell to finish: ``status``, ``ename``, ``evalue``, ``stdout``, ``stderr``, ``text``."""
+        import queue
+        import time
+
+        deadline = time.monotonic() + timeout
+        result: dict[str, Any] = {"stdout": "", "stderr": "", "text": "", "ename": None, "evalue": None}
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"the cell did not finish within {timeout:g} s")
+            try:
+                msg = self.client.get_iopub_msg(timeout=left)
+            except queue.Empty:
+                continue
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            kind, content = msg["msg_type"], msg["content"]
+            if kind == "stream":
+                result[content["name"]] += content["text"]
+            elif kind in ("execute_result", "display_data"):
+                result["text"] += content["data"].get("text/plain", "") + "\n"
+            elif kind == "error":
+                result["ename"], result["evalue"] = content["ename"], content["evalue"]
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        reply = self.client.get_shell_msg(timeout=max(1.0, deadline - time.monotonic()))
+        result["status"] = reply["content"]["status"]
+        if result["ename"] is None and reply["content"]["status"] == "error":
+            result["ename"], result["evalue"] = reply["content"].get("ename"), reply["content"].get("evalue")
+        return result
+
+    def run(self, code: str, timeout: float = 120) -> dict[str, Any]:
+        """Run a cell to the end."""
+        return self.wait(self.start(code), timeout)
+
+    def interrupt(self) -> None:
+        """What the notebook's stop button does (SIGINT to the kernel)."""
+        self.manager.interrupt_kernel()
+
+    def close(self) -> None:
+        """Stop the kernel."""
+        self.client.stop_channels()
+        self.manager.shutdown_kernel(now=True)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import answer_device_code
 
 from jupyter_amlflow import auth
 from jupyter_amlflow.clouds import Cloud, clouds_from_metadata
@@ -530,6 +531,115 @@ def test_persisted_sign_in_is_silent_in_a_fresh_process_and_logout_removes_it(
     assert auth.logout() == []
 
 
+# A fresh process in a desktop-like session: a D-Bus session bus and an unlocked GNOME keyring
+# (the Secret Service libsecret talks to), as on a Linux workstation.
+_IN_KEYRING_SESSION = (
+    "printf %s keyring-password | gnome-keyring-daemon --unlock --components=secrets --daemonize >/dev/null "
+    '&& exec "$0" "$@"'
+)
+_SECRET_STORE_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from IPython.core.interactiveshell import InteractiveShell
+    from jupyter_amlflow import auth
+    from jupyter_amlflow.clouds import clouds_from_metadata
+
+    class Prompts:
+        def __init__(self):
+            self.shown = 0
+        def show(self, prompt):
+            self.shown += 1
+        def finish(self, outcome, detail=""):
+            pass
+
+    cloud = clouds_from_metadata(json.loads(sys.argv[1]), None)[0]
+    out = {}
+    first = auth.sign_in(cloud, methods=["device-code"], renderer=Prompts(), persist=True)
+    out["first"] = first.attempts[-1].reason
+    prompts = Prompts()
+    second = auth.sign_in(cloud, methods=["device-code"], renderer=prompts, persist=True)
+    out["second"] = [second.attempts[-1].reason, prompts.shown]
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_amlflow")
+    out["logout"] = repr(ip.run_line_magic("amlflow", "logout"))
+    prompts = Prompts()
+    try:
+        auth.sign_in(cloud, methods=["device-code"], renderer=prompts, persist=True, device_code_timeout=1)
+        out["third"] = "signed in without a prompt"
+    except auth.SignInError:
+        out["third"] = f"asked again ({prompts.shown} prompt)"
+    print(json.dumps(out))
+    """
+)
+
+
+def _keyring_python(tmp: Path) -> tuple[list[str], dict[str, str]] | None:
+    """How to run this Python inside a keyring session, or None when this machine cannot.
+
+    Needs dbus-run-session and gnome-keyring-daemon, and PyGObject: the venv's own, or Debian's
+    python3-gi when it is built for this Python version.
+    """
+    import shutil
+
+    if not (shutil.which("dbus-run-session") and shutil.which("gnome-keyring-daemon")):
+        return None
+    env = dict(os.environ)
+    probe = [sys.executable, "-c", "import gi; gi.require_version('Secret', '1'); from gi.repository import Secret"]
+    if subprocess.run(probe, capture_output=True, timeout=60).returncode != 0:
+        debian = Path("/usr/lib/python3/dist-packages/gi")
+        if not debian.is_dir():
+            return None
+        (tmp / "gi-path").mkdir()
+        (tmp / "gi-path" / "gi").symlink_to(debian)
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(tmp / "gi-path"), env.get("PYTHONPATH", "")) if p)
+        if subprocess.run(probe, capture_output=True, timeout=60, env=env).returncode != 0:
+            return None
+    return ["dbus-run-session", "--", "sh", "-c", _IN_KEYRING_SESSION, sys.executable], env
+
+
+def test_persisted_sign_in_is_encrypted_in_the_secret_store_and_logout_clears_it(
+    sb: Any, cloud: Cloud, tmp_path: Path, secret_check: Any
+) -> None:
+    # HOME is under tmp_path and, unlike the plain-cache tests' HOME, fully searched by the suite's
+    # secret check: the cache file next to the keyring must hold no token.
+    runner = _keyring_python(tmp_path)
+    if runner is None:
+        reason = "no Secret Service here (needs dbus-run-session, gnome-keyring and PyGObject / python3-gi)"
+        if os.environ.get("AMLFLOW_REQUIRE_SECRET_STORE") == "1":
+            pytest.fail(f"AMLFLOW_REQUIRE_SECRET_STORE=1 but {reason}", pytrace=False)
+        pytest.skip(reason)
+    command, env = runner
+    home = tmp_path / "home"
+    home.mkdir()
+    started = time.time()
+    thread = answer_device_code(sb, "approve", sb.alice.username)
+    child = subprocess.run(
+        [*command, "-c", _SECRET_STORE_CHILD, json.dumps(sb.cloud_metadata())],
+        env={**env, "HOME": str(home)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    thread.join(10)
+    secret_check.scan(child.stdout + child.stderr)
+    assert child.returncode == 0, child.stderr[-3000:]
+    assert json.loads(child.stdout.strip().splitlines()[-1]) == {
+        "first": f"signed in as {sb.alice.username}; saved for new kernels",
+        "second": [f"signed in as {sb.alice.username} with the saved sign-in, no prompt", 0],
+        "logout": "Signed out: removed token cache 'jupyter_amlflow' in the system secret store, "
+        f"{home / '.IdentityService' / 'jupyter_amlflow.nocae'}, "
+        f"{home / '.jupyter_amlflow' / 'auth-record-AzureSandbox.json'}.",
+        "third": "asked again (1 prompt)",
+    }
+    assert len(requests_to(sb, "devicecode", started)) == 2
+    # The tokens lived in the keyring (encrypted with its password), never in a plain file.
+    issued = [s for s in sb.issued_secrets() if len(s) >= 8]
+    for path in home.rglob("*"):
+        if path.is_file():
+            text = path.read_bytes().decode("utf-8", "replace")
+            assert not any(secret in text for secret in issued), path
+
+
 def test_persistence_without_a_secret_store_says_so_before_any_prompt(sb: Any, cloud: Cloud, home: Path) -> None:
     recorder = Recorder()
     started = time.time()
@@ -544,28 +654,66 @@ def test_persistence_without_a_secret_store_says_so_before_any_prompt(sb: Any, c
     assert recorder.prompts == [] and requests_to(sb, "devicecode", started) == []
 
 
-@pytest.mark.parametrize("lax", ["directory", "file"])
-def test_plain_cache_is_refused_when_others_can_read_it(sb: Any, cloud: Cloud, home: Path, lax: str) -> None:
+@pytest.mark.parametrize(
+    "lax, mode",
+    [("directory", 0o755), ("directory", 0o750), ("file", 0o644), ("file", 0o640), ("file", 0o604)],
+    ids=["directory-world", "directory-group", "file-world", "file-group", "file-others-only"],
+)
+def test_plain_cache_is_refused_when_others_can_read_it(sb: Any, cloud: Cloud, home: Path, lax: str, mode: int) -> None:
     directory = home / ".IdentityService"
-    directory.mkdir(mode=0o755)
-    directory.chmod(0o755)
+    directory.mkdir(mode=0o700)
     target = directory
     if lax == "file":
-        directory.chmod(0o700)
         target = directory / "jupyter_amlflow.nocae"
         target.write_text("{}")
-        target.chmod(0o644)
+    target.chmod(mode)
     recorder = Recorder()
     started = time.time()
     with pytest.raises(SignInError) as err:
         auth.sign_in(cloud, methods=["device-code"], renderer=recorder, persist=True, allow_unencrypted_cache=True)
     fix = f"chmod 700 {target}" if lax == "directory" else f"chmod 600 {target}"
-    mode = "755" if lax == "directory" else "644"
     assert str(err.value) == (
         f"Could not sign in to AzureSandbox with device-code. Tried device-code: failed, the token cache {lax} "
-        f"{target} is readable by others (its mode is {mode}). Run: {fix}."
+        f"{target} is readable by others (its mode is {mode:o}). Run: {fix}."
     )
     assert recorder.prompts == [] and requests_to(sb, "devicecode", started) == []
+
+
+@pytest.fixture
+def shell(cloud: Cloud, home: Path) -> Any:
+    """An in-process IPython shell with the extension loaded, pointed at this module's sandbox."""
+    from IPython.core.interactiveshell import InteractiveShell
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_amlflow")
+    try:
+        yield ip
+    finally:
+        ip.run_line_magic("unload_ext", "jupyter_amlflow")
+
+
+def test_logout_magic_removes_the_persisted_sign_in(sb: Any, shell: Any, home: Path) -> None:
+    magics = shell.magics_manager.registry["AmlflowMagics"]
+    # What %config AmlflowMagics.persist_token_cache = True (and the plain-file opt-in) set, on this instance only.
+    magics.persist_token_cache, magics.allow_unencrypted_token_cache = True, True
+    magics.auth = ["device-code"]
+    answer_device_code(sb, "approve", sb.alice.username)
+    listed = shell.run_line_magic("amlflow", "list subscriptions")
+    assert "Sandbox Subscription 1" in repr(listed)
+    record, cache = auth.record_path(sb.cloud), auth.token_cache_paths()[0]
+    for path, mode in ((record, 0o600), (record.parent, 0o700), (cache, 0o600), (cache.parent, 0o700)):
+        assert stat.S_IMODE(path.stat().st_mode) == mode, path
+    started = time.time()
+
+    signed_out = shell.run_line_magic("amlflow", "logout")
+    assert repr(signed_out) == f"Signed out: removed {cache}, {record}."
+    assert not record.exists() and not cache.exists()
+    assert repr(shell.run_line_magic("amlflow", "logout")) == "Signed out: no saved sign-in to remove."
+    # The next command asks the person again: nothing was left behind, in memory or on disk.
+    thread = answer_device_code(sb, "approve", sb.alice.username)
+    shell.run_line_magic("amlflow", "list subscriptions")
+    thread.join(10)
+    assert len(requests_to(sb, "devicecode", started)) == 1
 
 
 def test_env_sign_in_is_not_affected_by_persistence(sb: Any, cloud: Cloud, home: Path) -> None:

@@ -240,7 +240,18 @@ def test_sandbox_identity_endpoints(sandbox_factory: Any) -> None:
 
 
 # -- default sign-in methods -----------------------------------------------------------------------------
-ALL = ("env", "workload-identity", "managed-identity", "cli", "powershell", "browser", "device-code")
+ALL = (
+    "databricks-secrets",
+    "synapse-keyvault",
+    "env",
+    "workload-identity",
+    "managed-identity",
+    "synapse-token",
+    "cli",
+    "powershell",
+    "browser",
+    "device-code",
+)
 
 
 @pytest.mark.parametrize(
@@ -251,8 +262,6 @@ ALL = ("env", "workload-identity", "managed-identity", "cli", "powershell", "bro
         ("ssh", ["env", "workload-identity", "cli", "powershell", "device-code"]),
         ("jupyterhub", ["env", "workload-identity", "cli", "device-code"]),
         ("codespaces", ["env", "workload-identity", "cli", "device-code"]),
-        ("databricks", ["env", "workload-identity", "device-code"]),
-        ("synapse", ["env", "workload-identity", "device-code"]),
         ("aml-compute", ["env", "workload-identity", "cli", "device-code"]),
         ("aml-job", ["env", "workload-identity", "cli"]),
     ],
@@ -264,6 +273,18 @@ def test_default_methods(name: str, methods: list[str]) -> None:
     assert default_methods(with_identity) == [*methods[:2], "managed-identity", *methods[2:]]
 
 
+@pytest.mark.parametrize(
+    ("name", "methods"),
+    [
+        ("databricks", ["databricks-secrets", "env", "device-code"]),
+        ("synapse", ["synapse-keyvault", "env", "synapse-token", "device-code"]),
+    ],
+)
+def test_spark_notebooks_use_the_platform_and_never_managed_identity(name: str, methods: list[str]) -> None:
+    for identity in (False, True):
+        assert default_methods(Platform(name, name, False, identity, None)) == methods
+
+
 @pytest.mark.parametrize(("env", "ns", "system", "expected"), CASES)
 def test_default_methods_follow_the_rules(
     env: dict[str, str], ns: dict[str, object] | None, system: str, expected: tuple[Any, ...]
@@ -271,7 +292,9 @@ def test_default_methods_follow_the_rules(
     platform = detect_platform(env, ns, system)
     methods = default_methods(platform)
     assert ("browser" in methods) == platform.can_open_browser
-    assert ("managed-identity" in methods) == platform.has_identity_endpoint
+    assert ("managed-identity" in methods) == (
+        platform.has_identity_endpoint and platform.name not in ("databricks", "synapse")
+    )
     assert ("device-code" in methods) == (platform.name != "aml-job")
     assert methods == sorted(methods, key=ALL.index)
     assert len(set(methods)) == len(methods)

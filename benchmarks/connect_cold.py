@@ -1,0 +1,71 @@
+"""Connect, cold: whole fresh processes, ours vs the official path vs the floor.
+
+Each process starts an interpreter, imports what its path needs, connects to the sandbox's
+workspace as the service principal (the experiment exists) and exits. The floor only imports
+mlflow and makes the four requests nobody can avoid (OIDC discovery, token, workspace,
+experiment lookup), one after another. Rounds interleave the three, in rotating order, so they
+share the machine's noise; the figure is ours' median over the official path's median, in the
+``builtin`` cloud mode (see ``_common``). The as-is custom-cloud (``env``) figures follow.
+
+Target: ours <= 0.75x the official path and <= 1.25x the floor.
+
+    python benchmarks/connect_cold.py [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import _common as c
+
+
+def measure(b: c.Bench, mode: str, paths: list[str], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {p: [] for p in paths}
+    for i in range(rounds):
+        order = paths[i % len(paths) :] + paths[: i % len(paths)]
+        for path in order:
+            child = b.run(["connect", path], b.env(mode))
+            times[path].append(child.seconds)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--env-rounds", type=int, default=3)
+    args = parser.parse_args()
+    with c.bench() as b:
+        # Untimed: creates the experiment, fills the OS file cache, starts the backend.
+        for path in ("ours", "official", "floor"):
+            b.run(["connect", path], b.env("builtin"))
+        print(f"connect, cold: whole processes, medians of {args.rounds} interleaved rounds")
+        t = measure(b, "builtin", ["ours", "official", "floor"], args.rounds)
+        ours, official, floor = (c.median(t[p]) for p in ("ours", "official", "floor"))
+        for path in ("ours", "official", "floor"):
+            print(f"  {path:9} {c.spread(t[path])}")
+        vs_official, vs_floor = ours / official, ours / floor
+        print(f"  ours / official = {vs_official:.3f} (target <= 0.75)")
+        print(f"  ours / floor    = {vs_floor:.3f} (target <= 1.25)")
+        e = measure(b, "env", ["ours", "official"], args.env_rounds)
+        env_ours, env_official = c.median(e["ours"]), c.median(e["official"])
+        print(f"as-is custom cloud (ARM_CLOUD_METADATA_URL, metadata downloads included), {args.env_rounds} rounds:")
+        print(f"  ours      {c.spread(e['ours'])}")
+        print(f"  official  {c.spread(e['official'])}")
+        print(f"  ours / official = {env_ours / env_official:.3f}")
+    met = vs_official <= 0.75 and vs_floor <= 1.25
+    c.report(
+        "connect_cold_ratio",
+        round(vs_official, 3),
+        "<= 0.75 (official) and <= 1.25 (floor)",
+        met,
+        {
+            "ours": f"{ours:.2f} s",
+            "baseline": f"official {official:.2f} s; floor {floor:.2f} s",
+            "detail": f"ours/floor {vs_floor:.2f}; as-is custom cloud: ours {env_ours:.2f} s, "
+            f"official {env_official:.2f} s ({env_ours / env_official:.2f})",
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()
