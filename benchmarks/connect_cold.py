@@ -31,8 +31,8 @@ def measure(b: c.Bench, mode: str, paths: list[str], rounds: int) -> dict[str, l
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--env-rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--env-rounds", type=int, default=2)
     args = parser.parse_args()
     with c.bench() as b:
         # Untimed: creates the experiment, fills the OS file cache, starts the backend.

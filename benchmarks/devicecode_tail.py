@@ -2,7 +2,8 @@
 
 The sandbox asks clients to poll every 5 s. A fresh process (mlflow not imported) connects with
 ``auth=["device-code"]`` and a renderer that only records; this script plays the person and
-approves the code as soon as it appears (the shortest wait, so the least time to overlap). The
+approves the code right after the client's first poll was told "pending" (the shortest wait a
+person could manage, so the least time to overlap: the token then comes with the next poll). The
 tail is the child's "connected" time minus the time the sandbox answered the device-code grant
 with 200. Imports, cloud metadata and OIDC discovery should all happen during the wait, leaving
 only the workspace read and the experiment lookup after it. The figure is the larger median of
@@ -17,8 +18,19 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import _common as c
+
+
+def waited_for_poll(sb: Any, since: float, timeout: float = 60) -> None:
+    """Block until the sandbox has answered a token poll with a non-200 (pending) since ``since``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(r.endpoint == "token" and r.status != 200 and r.time >= since for r in sb.requests):
+            return
+        time.sleep(0.02)
+    raise TimeoutError("the client never polled for its token")
 
 
 def one(b: c.Bench, mode: str) -> tuple[float, str]:
@@ -27,6 +39,9 @@ def one(b: c.Bench, mode: str) -> tuple[float, str]:
     proc = b.spawn(["devicecode"], b.env(mode))
     try:
         pending = sb.wait_for_device_code(120, newer_than=spawned)
+        # A person needs seconds to type the code: approve after the client's first poll was told
+        # "pending", so the token comes with a later poll and there is a wait to overlap.
+        waited_for_poll(sb, pending.created_at)
         sb.approve_device_code(pending.user_code)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -53,7 +68,7 @@ def main() -> None:
     tails: dict[str, list[float]] = {m: [] for m in c.CLOUD_MODES}
     with c.bench(device_code_interval=5) as b:
         b.run(["connect", "ours", "--warm"], b.env("builtin"))  # untimed: creates the experiment, warms caches
-        print(f"device-code sign-in, poll interval {b.sb.device_code_interval} s, approved at once:")
+        print(f"device-code sign-in, poll interval {b.sb.device_code_interval} s, approved after the first poll:")
         for _ in range(args.rounds):
             for mode in c.CLOUD_MODES:
                 tail, timeline = one(b, mode)
@@ -72,7 +87,7 @@ def main() -> None:
             "ours": f"{figure:.2f} s",
             "baseline": "-",
             "detail": f"builtin {medians['builtin']:.2f} s, as-is custom cloud {medians['env']:.2f} s; "
-            f"poll interval 5 s, code approved at once",
+            f"poll interval 5 s, code approved after the first poll",
         },
     )
 

@@ -615,9 +615,17 @@ class Session:
     def find_experiment(self, name: str) -> tracking.ExperimentRef:
         """The connected workspace's experiment ``name``, created if missing (under the timeout)."""
         conn = self.require_connection()
-        return self.call(
-            f"MLflow API: experiment {name}", lambda: tracking.resolve_experiment(conn.tracking_uri, name, None)
-        )
+
+        def find(watch: _Watch) -> tracking.ExperimentRef:
+            # A lookup the caller gave up on must not create the experiment later.
+            return tracking.resolve_experiment(
+                conn.tracking_uri,
+                name,
+                None,
+                before_create=lambda: watch.begin(f"MLflow API: create experiment {name}"),
+            )
+
+        return self._call(f"MLflow API: experiment {name}", find, self.timeout)
 
     def call(self, step: str, fn: Callable[[], T], *, timeout: float | None = None) -> T:
         """Run one network step under a deadline (the session's timeout), responsive to Ctrl-C.
@@ -625,9 +633,12 @@ class Session:
         A step made of many requests that enforce their own deadlines (discovery) passes a
         longer ``timeout``.
         """
-        watch = _Watch(self.timeout if timeout is None else timeout)
+        return self._call(step, lambda watch: fn(), self.timeout if timeout is None else timeout)
+
+    def _call(self, step: str, fn: Callable[[_Watch], T], timeout: float) -> T:
+        watch = _Watch(timeout)
         watch.begin(step)
-        future = _in_daemon_thread(fn, "amlflow-call")
+        future = _in_daemon_thread(lambda: fn(watch), "amlflow-call")
         try:
             return _wait(future, watch)
         except BaseException:

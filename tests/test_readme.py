@@ -18,6 +18,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 REGISTRIES = "pypi.org,files.pythonhosted.org"
+INSTALL = "pip install ."  # the README's install block, run below
 
 
 def readme_command(kind: str) -> str:
@@ -72,6 +73,20 @@ def test_readme_commands_work_on_a_fresh_copy(tmp_path: Path) -> None:
     assert "Executed " in out and "all succeeded" in out, out
     assert re.search(r"quickstart\s+\[FINISHED\]", out) and "rmse=" in out and "learning_rate=0.02" in out, out
     assert re.search(r"Studio:\s+https://127\.0\.0\.1:\d+/studio/runs/[0-9a-f]{32}\?wsid=/subscriptions/", out), out
+
+    # "Use it with Azure" installs with a plain `pip install .`: into the same venv, from the copy.
+    assert INSTALL in (REPO / "README.md").read_text()
+    venv_bin = copy / ".venv" / "bin"
+    installed = subprocess.run(
+        ["bash", "-c", f"{INSTALL} -q && cd / && python -c 'import jupyter_amlflow, sys; print(jupyter_amlflow.__file__)'"],
+        cwd=copy,
+        env={**env, "PATH": f"{venv_bin}{os.pathsep}{env['PATH']}"},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert installed.returncode == 0, installed.stderr[-3000:]
+    assert "site-packages/jupyter_amlflow/__init__.py" in installed.stdout, installed.stdout
 
     env["PYTEST_ADDOPTS"] = "-p no:cacheprovider -k 'test_cloud_metadata_describes_the_sandbox or test_connect_by_names_logs_to_the_workspace'"
     tests = subprocess.run(
