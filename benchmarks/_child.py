@@ -14,7 +14,7 @@ Tasks:
       ours, signing in with device code (the parent approves the code).
   log PATH
       connects (PATH is ours or official), starts a run, prints ``ready``, then times N
-      ``mlflow.log_metric`` calls per ``go N`` line on stdin, until ``quit``.
+      ``mlflow.log_metric`` calls per ``go N`` line on stdin (wall and CPU time), until ``quit``.
   discover PATH VARIANT
       PATH is ours or official; VARIANT graph or fallback. Prints ``ready``, then times one
       listing of every workspace per ``go`` line on stdin, until ``quit``.
@@ -135,11 +135,11 @@ def log(args: list[str]) -> None:
             words = line.split()
             if not words or words[0] != "go":
                 break
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             for _ in range(int(words[1])):
                 step += 1
                 mlflow.log_metric("m", step, step=step)
-            print(f"took {time.perf_counter() - started:.6f} {step}", flush=True)
+            print(f"took {time.perf_counter() - started:.6f} {time.process_time() - cpu:.6f} {step}", flush=True)
 
 
 TASKS = {"connect": connect, "devicecode": devicecode, "discover": discover, "log": log}

@@ -125,6 +125,7 @@ class Bench:
         self.guard_log = self.scratch / "netguard.log"
         self.guard_log.touch()
         self.workspace = sandbox.workspaces[0] if sandbox is not None and sandbox.workspaces else None
+        self._spawned = 0
 
     # -- environment ---------------------------------------------------------------------------
     def base_env(self) -> dict[str, str]:
@@ -188,8 +189,8 @@ class Bench:
         child.marks.update(spawned=spawned, exited=exited)
         return child
 
-    def run_code(self, code: str, env: dict[str, str], timeout: float = 300) -> float:
-        """Wall time of ``python -c CODE`` in a fresh interpreter."""
+    def run_code(self, code: str, env: dict[str, str], timeout: float = 120) -> tuple[float, str]:
+        """``python -c CODE`` in a fresh interpreter: its wall time and its output."""
         started = time.perf_counter()
         proc = subprocess.run(
             [PYTHON, "-c", code], env=env, cwd=self.cwd, capture_output=True, text=True, timeout=timeout
@@ -197,23 +198,33 @@ class Bench:
         seconds = time.perf_counter() - started
         if proc.returncode != 0:
             raise RuntimeError(f"python -c failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-        return seconds
+        return seconds, proc.stdout
 
     def talk(self, task: Sequence[str], env: dict[str, str]) -> Talker:
         """Start a child that waits for ``go`` lines (``discover``, ``log``); returns once it is ready."""
-        return Talker(self.spawn(task, env))
+        return Talker(*self.spawn(task, env))
 
-    def spawn(self, task: Sequence[str], env: dict[str, str]) -> subprocess.Popen[str]:
-        """Start a child that talks over stdin/stdout (``ready`` / ``go``)."""
-        return subprocess.Popen(
-            [PYTHON, str(CHILD), *task],
-            env=env,
-            cwd=self.cwd,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+    def spawn(self, task: Sequence[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
+        """Start a child that talks over stdin/stdout; its stderr goes to the returned file.
+
+        (A pipe nobody reads could fill up and stall the child.)
+        """
+        self._spawned += 1
+        err_path = self.scratch / f"child-{self._spawned}.err"
+        stderr = err_path.open("w")
+        try:
+            proc = subprocess.Popen(
+                [PYTHON, str(CHILD), *task],
+                env=env,
+                cwd=self.cwd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+            )
+        finally:
+            stderr.close()  # the child has its own copy
+        return proc, err_path
 
     def requests_between(self, start: float, end: float) -> list[Any]:
         """The sandbox's log entries answered in ``[start, end]`` (``time.time()`` values)."""
@@ -236,8 +247,9 @@ class Bench:
 class Talker:
     """A child that prints ``ready``, then answers each ``go ...`` line with ``took SECONDS ...``."""
 
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
+    def __init__(self, proc: subprocess.Popen[str], err_path: Path) -> None:
         self.proc = proc
+        self.err_path = err_path
         self._expect("ready")
 
     def _expect(self, word: str) -> list[str]:
@@ -247,8 +259,8 @@ class Talker:
             line = self.proc.stdout.readline()
         if not line.startswith(word):
             self.proc.kill()
-            _, err = self.proc.communicate()
-            raise RuntimeError(f"child said {line!r}, not {word!r}:\n{err}")
+            self.proc.wait()
+            raise RuntimeError(f"child said {line!r}, not {word!r}:\n{self.err_path.read_text()[-3000:]}")
         return line.split()[1:]
 
     def go(self, *words: str) -> list[str]:

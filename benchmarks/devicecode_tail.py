@@ -36,19 +36,19 @@ def waited_for_poll(sb: Any, since: float, timeout: float = 60) -> None:
 def one(b: c.Bench, mode: str) -> tuple[float, str]:
     sb = b.sb
     spawned = time.time()
-    proc = b.spawn(["devicecode"], b.env(mode))
+    proc, err_path = b.spawn(["devicecode"], b.env(mode))
     try:
         pending = sb.wait_for_device_code(120, newer_than=spawned)
         # A person needs seconds to type the code: approve after the client's first poll was told
         # "pending", so the token comes with a later poll and there is a wait to overlap.
         waited_for_poll(sb, pending.created_at)
         sb.approve_device_code(pending.user_code)
-        out, err = proc.communicate(timeout=120)
+        out, _ = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
     if proc.returncode != 0:
-        raise RuntimeError(f"device-code child failed ({proc.returncode}):\n{out}\n{err}")
+        raise RuntimeError(f"device-code child failed ({proc.returncode}):\n{out}\n{err_path.read_text()[-3000:]}")
     child = c.parse_child(time.time() - spawned, out)
     records = b.requests_between(spawned, child.marks["connected"])
     granted = next(r for r in records if r.endpoint == "token" and r.status == 200 and r.time >= pending.created_at)

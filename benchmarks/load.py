@@ -1,7 +1,8 @@
 """Load: what ``%load_ext jupyter_amlflow`` adds to a fresh IPython shell, against ``import mlflow``.
 
-Three kinds of fresh process, interleaved in rotating order, timed whole (interpreter start to
-exit):
+Three kinds of fresh process, interleaved in rotating order (``import mlflow``, long and steady
+next to the small difference measured, only in the first rounds), timed whole (interpreter
+start to exit):
 
 * shell: creates an IPython ``InteractiveShell``;
 * shell + load: the same, then ``%load_ext jupyter_amlflow`` (it also reports which mlflow or
@@ -20,8 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import time
 
 import _common as c
 
@@ -35,19 +34,10 @@ LOAD = (
 MLFLOW = "import mlflow"
 
 
-def run(b: c.Bench, code: str) -> tuple[float, str]:
-    env = b.base_env()
-    started = time.perf_counter()
-    proc = subprocess.run([c.PYTHON, "-c", code], env=env, cwd=b.cwd, capture_output=True, text=True, timeout=120)
-    seconds = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise RuntimeError(f"python -c failed:\n{proc.stdout}\n{proc.stderr}")
-    return seconds, proc.stdout
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--rounds", type=int, default=15, help="rounds of the two shells")
+    parser.add_argument("--mlflow-rounds", type=int, default=5, help="of which import mlflow runs in")
     args = parser.parse_args()
     kinds = {"shell": SHELL, "shell + load": LOAD, "mlflow": MLFLOW}
     times: dict[str, list[float]] = {k: [] for k in kinds}
@@ -55,21 +45,23 @@ def main() -> None:
     heavy: set[str] = set()
     with c.bench(sandbox=False) as b:
         for code in kinds.values():  # untimed: fills the OS file cache and writes bytecode
-            run(b, code)
-        names = list(kinds)
+            b.run_code(code, b.base_env())
         for i in range(args.rounds):
-            for name in names[i % 3 :] + names[: i % 3]:
-                seconds, out = run(b, kinds[name])
+            names = [k for k in kinds if k != "mlflow" or i < args.mlflow_rounds]
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                seconds, out = b.run_code(kinds[name], b.base_env())
                 times[name].append(seconds)
                 if name == "shell + load":
                     report = json.loads(out.strip().splitlines()[-1])
                     in_process.append(report["seconds"])
                     heavy.update(report["heavy"])
-    print(f"whole fresh processes, medians of {args.rounds} interleaved rounds:")
+    print("whole fresh processes, medians of interleaved rounds:")
     for name in kinds:
         print(f"  {name:13} {c.spread(times[name])}")
     shell, loaded, mlflow = (c.median(times[k]) for k in kinds)
     pct = (loaded - shell) / mlflow * 100
+    paired = [x - y for x, y in zip(times["shell + load"], times["shell"], strict=True)]
+    print(f"  paired difference per round: {c.spread(paired)}")
     print(f"  %load_ext alone, in-process: {c.spread(in_process)}")
     print(f"  modules of mlflow/azure loaded by %load_ext: {', '.join(sorted(heavy)) or 'none'}")
     print(f"  overhead: ({loaded:.3f} - {shell:.3f}) / {mlflow:.3f} = {pct:.1f} %")

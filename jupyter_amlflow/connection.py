@@ -315,10 +315,14 @@ class Session:
         methods: Sequence[str] | None = None,
         renderer: DeviceCodeRenderer | None = None,
         options: PlatformOptions | None = None,
+        cancel: threading.Event | None = None,
     ) -> SignIn:
-        """Sign in (or reuse this session's sign-in for the same cloud, tenant, methods and options)."""
+        """Sign in (or reuse this session's sign-in for the same cloud, tenant, methods and options).
+
+        Setting ``cancel`` abandons a sign-in in progress (a device-code wait stops polling).
+        """
         key = self._signin_key(cloud, tenant_id, methods, options)
-        signin = self._signins.get(key) or self._new_sign_in(key, renderer)
+        signin = self._signins.get(key) or self._new_sign_in(key, renderer, cancel)
         self._signins[key] = signin
         return signin
 

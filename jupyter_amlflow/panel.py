@@ -85,8 +85,6 @@ METHOD_LABELS = {
     "browser": "Browser on this machine",
     "device-code": "Device code (any browser, any device)",
 }
-#: Most experiment names the combobox offers (a workspace may have thousands).
-MAX_EXPERIMENTS = 2000
 EXPERIMENT_HINT = "Default (or type a new name to create one)"
 #: Seconds between list refreshes while discovery streams results in.
 REFRESH_INTERVAL = 0.3
@@ -223,6 +221,7 @@ class WorkspacePanel:
         self.store = store if store is not None else ChoiceStore()
         self.remembered = self.store.load()
         self._lock = threading.RLock()
+        self._signin_cancel = threading.Event()  # set to abandon the sign-in in progress
         self._tickets = _Tickets()
         self._import_lock = threading.Lock()
         self._quiet = False
@@ -434,13 +433,13 @@ class WorkspacePanel:
     def close(self) -> None:
         """Close every widget, remove every callback, and ignore background results still to come.
 
-        A device-code sign-in already waiting keeps waiting in its thread until the code expires
-        (nothing can cancel it through the session); its result is not shown.
+        A device-code sign-in still waiting is cancelled (it stops polling).
         """
         with self._lock:
             if self._tickets.closed:
                 return
             self._tickets.closed = True
+            self._signin_cancel.set()
             for widget, handler in self._handlers:
                 widget.unobserve(handler, names="value")
             for button, handler in self._clicks:
@@ -655,12 +654,18 @@ class WorkspacePanel:
         self.sign_in_button.description = "Signing in…"
         self._set_status("busy", f"Signing in to {name}…", spinner=True)
 
+        # A sign-in this panel no longer waits for (closed, or a newer sign-in) stops polling.
+        self._signin_cancel.set()
+        cancel = self._signin_cancel = threading.Event()
+
         def work(ticket: Ticket) -> tuple[Cloud, SignIn]:
             from .devicecode import NotebookDeviceCodeRenderer
 
             cloud = self.session.resolve_cloud(name, url)
             renderer = NotebookDeviceCodeRenderer(_PanelDisplay(self, ticket))
-            return cloud, self.session.sign_in(cloud, tenant_id=tenant, methods=methods, renderer=renderer)
+            return cloud, self.session.sign_in(
+                cloud, tenant_id=tenant, methods=methods, renderer=renderer, cancel=cancel
+            )
 
         def done(result: tuple[Cloud, SignIn]) -> None:
             cloud, signin = result
@@ -853,7 +858,7 @@ class WorkspacePanel:
                 from . import tracking
 
                 tracking.import_mlflow()
-            return _experiment_names(chosen, cloud, credential, self.session.timeout)
+            return tracking.list_experiment_names(chosen, cloud, credential, self.session.timeout)
 
         def done(names: list[str]) -> None:
             self.experiment.options = names
@@ -982,47 +987,6 @@ class WorkspacePanel:
             "<div>Every mlflow.* call in this kernel now logs there. "
             "<code>%amlflow status</code> shows the details; <code>%amlflow disconnect</code> undoes it.</div></div>"
         )
-
-
-def _experiment_names(workspace: WorkspaceInfo, cloud: Cloud, credential: TokenCredential, timeout: float) -> list[str]:
-    """The workspace's active experiments, read through the Azure ML MLflow API before connecting.
-
-    Calls the MLflow REST API the way azureml-mlflow does (same path, a Resource Manager token),
-    without registering anything with the plugin: that is connect's job, and disconnect must
-    find nothing of ours. Few retries and a timeout: a worker thread must not outlive the panel
-    by minutes.
-    """
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.rest_utils import MlflowHostCreds, http_request, verify_rest_response
-
-    from . import tracking
-
-    assert workspace.tracking_uri is not None
-    host = (
-        f"{tracking.host_url(workspace.tracking_uri)}/mlflow/v2.0/subscriptions/{workspace.subscription_id}"
-        f"/resourceGroups/{workspace.resource_group}/providers/Microsoft.MachineLearningServices"
-        f"/workspaces/{workspace.name}"
-    )
-    endpoint = "/api/2.0/mlflow/experiments/search"
-    names: list[str] = []
-    page_token: str | None = None
-    try:
-        while len(names) < MAX_EXPERIMENTS:
-            creds = MlflowHostCreds(host, token=credential.get_token(cloud.arm_scope).token)
-            body: dict[str, Any] = {"max_results": 500, "view_type": "ACTIVE_ONLY"}
-            if page_token:
-                body["page_token"] = page_token
-            response = http_request(
-                creds, endpoint, "POST", max_retries=2, backoff_factor=1, timeout=timeout, json=body
-            )
-            page = verify_rest_response(response, endpoint).json()
-            names.extend(str(e["name"]) for e in page.get("experiments", []) if isinstance(e, dict) and "name" in e)
-            page_token = page.get("next_page_token")
-            if not page_token:
-                break
-    except MlflowException as exc:
-        raise tracking.translate_mlflow_error(exc, "MLflow API: search experiments") from exc
-    return sorted(set(names), key=str.lower)
 
 
 def _pick(values: list[str], *preferred: str | None) -> str | None:

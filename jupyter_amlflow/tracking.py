@@ -33,6 +33,9 @@ from typing import TYPE_CHECKING, Any
 from .errors import AmlflowError, IncompatibleVersions, PermissionDenied, ServiceError
 
 if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from .arm import WorkspaceInfo
     from .clouds import Cloud
 
 #: Environment variables connect may set; snapshots restore them exactly.
@@ -59,6 +62,9 @@ MLFLOW_DATA_PERMISSIONS = (
     "Microsoft.MachineLearningServices/workspaces/experiments/*",
     "Microsoft.MachineLearningServices/workspaces/jobs/*",
 )
+#: Most experiment names ``list_experiment_names`` returns (a workspace may have thousands).
+MAX_EXPERIMENTS = 2000
+
 MLFLOW_REGISTRY_PERMISSIONS = ("Microsoft.MachineLearningServices/workspaces/models/*/*",)
 
 
@@ -452,3 +458,44 @@ def restored_on_error(state: MlflowState) -> Iterator[None]:
 def is_azureml_uri(uri: str | None) -> bool:
     """Whether a tracking URI is an Azure ML workspace URI."""
     return bool(uri) and uri.lower().startswith("azureml://") and bool(_TRACKING_PATH.search(uri.split("?", 1)[0]))
+
+
+def list_experiment_names(
+    workspace: WorkspaceInfo, cloud: Cloud, credential: TokenCredential, timeout: float
+) -> list[str]:
+    """The workspace's active experiments, read through the Azure ML MLflow API before connecting.
+
+    Calls the MLflow REST API the way azureml-mlflow does (same path, a Resource Manager token),
+    without registering anything with the plugin: that is connect's job, and disconnect must
+    find nothing of ours. Few retries and a timeout: a worker thread must not outlive the panel
+    by minutes.
+    """
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.rest_utils import MlflowHostCreds, http_request, verify_rest_response
+
+    assert workspace.tracking_uri is not None
+    host = (
+        f"{host_url(workspace.tracking_uri)}/mlflow/v2.0/subscriptions/{workspace.subscription_id}"
+        f"/resourceGroups/{workspace.resource_group}/providers/Microsoft.MachineLearningServices"
+        f"/workspaces/{workspace.name}"
+    )
+    endpoint = "/api/2.0/mlflow/experiments/search"
+    names: list[str] = []
+    page_token: str | None = None
+    try:
+        while len(names) < MAX_EXPERIMENTS:
+            creds = MlflowHostCreds(host, token=credential.get_token(cloud.arm_scope).token)
+            body: dict[str, Any] = {"max_results": 500, "view_type": "ACTIVE_ONLY"}
+            if page_token:
+                body["page_token"] = page_token
+            response = http_request(
+                creds, endpoint, "POST", max_retries=2, backoff_factor=1, timeout=timeout, json=body
+            )
+            page = verify_rest_response(response, endpoint).json()
+            names.extend(str(e["name"]) for e in page.get("experiments", []) if isinstance(e, dict) and "name" in e)
+            page_token = page.get("next_page_token")
+            if not page_token:
+                break
+    except MlflowException as exc:
+        raise translate_mlflow_error(exc, "MLflow API: search experiments") from exc
+    return sorted(set(names), key=str.lower)
