@@ -201,7 +201,7 @@ class Bench:
         return seconds, proc.stdout
 
     def talk(self, task: Sequence[str], env: dict[str, str]) -> Talker:
-        """Start a child that waits for ``go`` lines (``discover``, ``log``); returns once it is ready."""
+        """Start a child that waits for ``go`` lines (``discover``, ``log``); ``ready()`` waits for it."""
         return Talker(*self.spawn(task, env))
 
     def spawn(self, task: Sequence[str], env: dict[str, str]) -> tuple[subprocess.Popen[str], Path]:
@@ -250,7 +250,11 @@ class Talker:
     def __init__(self, proc: subprocess.Popen[str], err_path: Path) -> None:
         self.proc = proc
         self.err_path = err_path
+
+    def ready(self) -> Talker:
+        """Wait until the child has set itself up."""
         self._expect("ready")
+        return self
 
     def _expect(self, word: str) -> list[str]:
         assert self.proc.stdout is not None

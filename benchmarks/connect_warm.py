@@ -44,8 +44,8 @@ def show(title: str, t: dict[str, list[float]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--calls-rounds", type=int, default=3, help="rounds for the calls-alone figure")
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--calls-rounds", type=int, default=2, help="rounds for the calls-alone figure")
     parser.add_argument("--env-rounds", type=int, default=2, help="rounds for the as-is custom-cloud figure")
     args = parser.parse_args()
     with c.bench() as b:

@@ -25,8 +25,10 @@ import _common as c
 def one_pair(b: c.Bench, calls: int, block: int) -> dict[str, tuple[list[float], float]]:
     """A fresh ours/official pair, taking turns; per path: block wall times and total client CPU."""
     out: dict[str, tuple[list[float], float]] = {"ours": ([], 0.0), "official": ([], 0.0)}
-    children = {path: b.talk(["log", path], b.env("builtin")) for path in out}
+    children = {path: b.talk(["log", path], b.env("builtin")) for path in out}  # they connect at once
     try:
+        for child in children.values():
+            child.ready()
         for i in range(calls // block):
             for path in ("ours", "official") if i % 2 == 0 else ("official", "ours"):
                 seconds, cpu_seconds, _ = children[path].go(str(block))

@@ -63,6 +63,9 @@ def test_readme_commands_work_on_a_fresh_copy(tmp_path: Path) -> None:
             # The outer suite's HOME is a temp dir; pip's cache keeps the reinstall quick.
             "PIP_CACHE_DIR": os.environ.get("PIP_CACHE_DIR", str(Path("/root/.cache/pip"))),
             "PATH": os.environ["PATH"],
+            # Resolve from PyPI alone, as a fresh machine does: a local mirror hid the old-pip
+            # resolver failure (InconsistentCandidate on opentelemetry-sdk) that the first CI hit.
+            "PIP_CONFIG_FILE": os.devnull,
         }
     )
     demo = subprocess.run(
