@@ -7,7 +7,8 @@ experiment lookup), one after another, with ``requests``. Rounds interleave the 
 rotating order, so they share the machine's noise; ours and the floor (the close comparison)
 run in every round, the official path (several seconds slower) in the first few. The figure is
 ours' median over the official path's median, in the ``builtin`` cloud mode (see ``_common``);
-the as-is custom-cloud (``env``) figures follow.
+the as-is custom-cloud (``env``) figures follow. Against the floor, the figure is the median
+of the per-round ratios (ours and the floor run back to back in every round).
 
 Target: ours <= 0.75x the official path and <= 1.25x the floor.
 
@@ -34,7 +35,7 @@ def measure(b: c.Bench, mode: str, paths: list[str], rounds: int, official_round
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--rounds", type=int, default=7, help="rounds of ours and the floor")
+    parser.add_argument("--rounds", type=int, default=11, help="rounds of ours and the floor")
     parser.add_argument("--official-rounds", type=int, default=4, help="of which the official path runs in")
     parser.add_argument("--env-rounds", type=int, default=2, help="rounds for the as-is custom-cloud figure")
     args = parser.parse_args()
@@ -47,9 +48,15 @@ def main() -> None:
         ours, official, floor = (c.median(t[p]) for p in ("ours", "official", "floor"))
         for path in ("ours", "official", "floor"):
             print(f"  {path:9} {c.spread(t[path])}")
-        vs_official, vs_floor = ours / official, ours / floor
+        vs_official = ours / official
+        # Ours and the floor run back to back in every round, so each round's ratio shares that
+        # moment's machine speed (which drifts by 20-30 % over minutes here); the figure for the
+        # floor target is the median of those paired ratios.
+        paired = [x / y for x, y in zip(t["ours"], t["floor"], strict=True)]
+        vs_floor = c.median(paired)
         print(f"  ours / official = {vs_official:.3f} (target <= 0.75)")
-        print(f"  ours / floor    = {vs_floor:.3f} (target <= 1.25)")
+        print(f"  ours / floor    = {vs_floor:.3f} (target <= 1.25): median of paired rounds, {c.spread(paired, 'x')}")
+        print(f"                    ({ours / floor:.3f} as a ratio of medians)")
         e = measure(b, "env", ["ours", "official"], args.env_rounds, args.env_rounds)
         env_ours, env_official = c.median(e["ours"]), c.median(e["official"])
         print(f"as-is custom cloud (ARM_CLOUD_METADATA_URL, metadata downloads included), {args.env_rounds} rounds:")

@@ -1,4 +1,4 @@
-"""Run every benchmark, then print a markdown table of the figures (and write it to a notes file).
+"""Run every benchmark, then print a markdown table of the figures (with --notes, also to a file).
 
 Each script runs in its own process and prints its figure on its last line (``name=value``);
 this collects the ``summary`` line each prints just before, and writes the table with a
@@ -26,8 +26,8 @@ SCRIPTS = (
     "devicecode_tail.py",
     "discovery.py",
     "logging_ratio.py",
+    "sandbox_startup.py",
 )
-DEFAULT_NOTES = Path("/work/notes/benchmarks.md")
 
 
 def run(script: str) -> tuple[dict[str, object] | None, float]:
@@ -79,7 +79,7 @@ def machine_text(total: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--notes", type=Path, default=DEFAULT_NOTES, help="where to write the table (markdown)")
+    parser.add_argument("--notes", type=Path, default=None, help="also write the table (markdown) here")
     parser.add_argument("--only", nargs="*", help="script names to run (default: all)")
     args = parser.parse_args()
     scripts = [s for s in SCRIPTS if not args.only or s in args.only or s.removesuffix(".py") in args.only]

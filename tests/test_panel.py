@@ -500,6 +500,7 @@ def test_kernel_answers_while_500_workspaces_load(sandbox_factory: Any, tmp_path
         secret_check.scan(shown)
         assert WIDGET_MIME in shown
         assert "%amlflow connect --subscription SUBSCRIPTION_ID" in shown["text/plain"]
+        started = time.monotonic()
         run("panel = _\npanel.method.value = 'env'\npanel.sign_in_button.click()")
         timings = []
         while True:
@@ -510,8 +511,11 @@ def test_kernel_answers_while_500_workspaces_load(sandbox_factory: Any, tmp_path
             elapsed, result = run("1+1")
             assert result["text/plain"] == "2"
             timings.append((elapsed, count))
+        discovery = time.monotonic() - started
+        # Responsive means a cell's reply never waits for discovery: each one is a small part of it
+        # (a ratio, not a wall-clock limit, so a loaded machine slows both sides alike).
         assert len(timings) >= 5, f"discovery was too fast to measure ({len(timings)} samples)"
-        assert max(t for t, _ in timings) < 0.2, timings
+        assert max(t for t, _ in timings) < discovery / 5, (discovery, timings)
         assert any(0 < count < 500 for _, count in timings), "the list should fill in while discovery runs"
         _, state = run("len(panel.workspace.options), panel.progress.value")
         count, progress = ast.literal_eval(state["text/plain"])

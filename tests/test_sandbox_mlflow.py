@@ -565,12 +565,11 @@ def test_studio_page_shows_a_logged_run(sb: Any, ws_a: Any, monkeypatch: pytest.
     assert missing.status_code == 404
 
 
-def test_start_up_takes_at_most_1_2_times_one_mlflow_server_start(started: tuple[Any, float]) -> None:
-    sb, seconds = started
+def test_start_returns_with_the_first_backend_already_healthy(started: tuple[Any, float]) -> None:
+    # How long that takes against a plain `mlflow server` start is benchmarks/sandbox_startup.py.
+    sb, _ = started
     (first,) = sb.mlflow.backend_status()
-    # The sandbox spawns its first server before anything else, so its own work overlaps that start.
-    assert first.startup_seconds is not None
-    assert seconds <= 1.2 * first.startup_seconds, (seconds, first.startup_seconds)
+    assert first.startup_seconds is not None and first.running
 
 
 # -- lazy backends -----------------------------------------------------------------------------
