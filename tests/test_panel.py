@@ -474,7 +474,10 @@ def test_kernel_answers_while_500_workspaces_load(sandbox_factory: Any, tmp_path
     sb = sandbox_factory(subscriptions=100, workspaces_per_subscription=5, mlflow=False)
     sb.deny_resource_graph(sb.sp)  # the slow path: one listing per subscription
     sb.inject("workspaces", latency=0.4)
-    env = {**os.environ, **sb.env, **sb.service_principal}
+    # A HOME of its own: a choice another test remembered would replace the placeholder command.
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**os.environ, **sb.env, **sb.service_principal, "HOME": str(home)}
     km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
 
