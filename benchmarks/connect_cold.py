@@ -39,6 +39,8 @@ def main() -> None:
     parser.add_argument("--official-rounds", type=int, default=4, help="of which the official path runs in")
     parser.add_argument("--env-rounds", type=int, default=2, help="rounds for the as-is custom-cloud figure")
     args = parser.parse_args()
+    if min(args.rounds, args.official_rounds, args.env_rounds) < 1:
+        parser.error("every --*rounds must be at least 1: each figure needs a measurement")
     with c.bench() as b:
         # Untimed: creates the experiment, fills the OS file cache, starts the backend.
         for path in ("ours", "official", "floor"):
