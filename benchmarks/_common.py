@@ -43,39 +43,14 @@ PYTHON = sys.executable
 EXPERIMENT = "bench"
 CLOUD_MODES = ("builtin", "env")
 
-# Variables that would point a process at a real identity or service, or change its MLflow state.
-SCRUB = (
-    "AZURE_TENANT_ID",
-    "AZURE_CLIENT_ID",
-    "AZURE_CLIENT_SECRET",
-    "AZURE_CLIENT_CERTIFICATE_PATH",
-    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
-    "AZURE_FEDERATED_TOKEN_FILE",
-    "AZURE_USERNAME",
-    "AZURE_PASSWORD",
-    "AZURE_AUTHORITY_HOST",
-    "IDENTITY_ENDPOINT",
-    "IDENTITY_HEADER",
-    "IMDS_ENDPOINT",
-    "MSI_ENDPOINT",
-    "MSI_SECRET",
-    "MLFLOW_TRACKING_URI",
-    "MLFLOW_REGISTRY_URI",
-    "MLFLOW_EXPERIMENT_NAME",
-    "MLFLOW_EXPERIMENT_ID",
-    "MLFLOW_RUN_ID",
-    "MLFLOW_TRACKING_TOKEN",
-    "AZUREML_CURRENT_CLOUD",
-    "ARM_CLOUD_METADATA_URL",
+# Besides the sandbox's FOREIGN_ENV (imported where used: children import only the standard
+# library here): variables that change where or how a client connects, which would skew timings.
+SCRUB_MORE = (
     "REGISTRY_DISCOVERY_ENDPOINT_URL",
     "AZUREML_DEV_URL_MFE",
     "AZUREML_LOG_NETWORK_TRACES",
     "AZURE_REGIONAL_AUTHORITY_NAME",
     "MSAL_FORCE_REGION",
-    "DATABRICKS_RUNTIME_VERSION",
-    "AZURE_SERVICE",
-    "JUPYTERHUB_API_TOKEN",
-    "CI_AZUREML",
     "HTTPS_PROXY",
     "HTTP_PROXY",
     "https_proxy",
@@ -130,7 +105,10 @@ class Bench:
     # -- environment ---------------------------------------------------------------------------
     def base_env(self) -> dict[str, str]:
         """A clean environment: no Azure or MLflow settings, telemetry off, the loopback guard on."""
-        env = {k: v for k, v in os.environ.items() if k not in SCRUB}
+        from jupyter_amlflow.sandbox import FOREIGN_ENV
+
+        scrub = {*FOREIGN_ENV, *SCRUB_MORE}
+        env = {k: v for k, v in os.environ.items() if k not in scrub}
         # Bytecode caching on, as for any installed package (pip compiles on install): without it
         # an editable install recompiles jupyter_amlflow in every process while site-packages
         # load from their .pyc files.

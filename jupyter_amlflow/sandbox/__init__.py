@@ -44,6 +44,7 @@ from ._tls import make_client_certificate, make_server_tls
 from ._tokens import FederationIssuer, TokenAuthority, TokenRejected
 
 __all__ = [
+    "FOREIGN_ENV",
     "ROLES",
     "Fault",
     "Identity",
@@ -54,6 +55,37 @@ __all__ = [
     "Tenant",
     "Workspace",
 ]
+
+#: Variables that would point a client process at a real Azure identity, cloud or platform, or
+#: change its MLflow state: a process meant to talk to the sandbox alone must not inherit them.
+FOREIGN_ENV = (
+    "AZURE_TENANT_ID",
+    "AZURE_CLIENT_ID",
+    "AZURE_CLIENT_SECRET",
+    "AZURE_CLIENT_CERTIFICATE_PATH",
+    "AZURE_CLIENT_CERTIFICATE_PASSWORD",
+    "AZURE_FEDERATED_TOKEN_FILE",
+    "AZURE_USERNAME",
+    "AZURE_PASSWORD",
+    "AZURE_AUTHORITY_HOST",
+    "IDENTITY_ENDPOINT",
+    "IDENTITY_HEADER",
+    "IMDS_ENDPOINT",
+    "MSI_ENDPOINT",
+    "MSI_SECRET",
+    "MLFLOW_TRACKING_URI",
+    "MLFLOW_REGISTRY_URI",
+    "MLFLOW_EXPERIMENT_NAME",
+    "MLFLOW_EXPERIMENT_ID",
+    "MLFLOW_RUN_ID",
+    "MLFLOW_TRACKING_TOKEN",
+    "AZUREML_CURRENT_CLOUD",
+    "ARM_CLOUD_METADATA_URL",
+    "DATABRICKS_RUNTIME_VERSION",
+    "AZURE_SERVICE",
+    "JUPYTERHUB_API_TOKEN",
+    "CI_AZUREML",
+)
 
 DEFAULT_CLOUD = "AzureSandbox"
 STORAGE_SUFFIX = "core.sandbox.test"
