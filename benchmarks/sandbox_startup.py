@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,11 +26,7 @@ from pathlib import Path
 
 import _common as c
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from jupyter_amlflow.sandbox._backends import free_port
 
 
 def plain_server_start(env: dict[str, str]) -> float:

@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from jupyter_amlflow.sandbox._backends import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The machine has no internet: without these flags Chromium tries to reach Google's services.
@@ -48,12 +49,6 @@ def require_chromium() -> None:
     if os.environ.get("AMLFLOW_REQUIRE_BROWSER") == "1":
         pytest.fail(f"AMLFLOW_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -124,7 +119,7 @@ def write_notebook(path: Path, *cells: str) -> Path:
 @contextmanager
 def jupyter_server(app: str, root: Path, env: Mapping[str, str]) -> Iterator[JupyterServer]:
     """Start ``jupyter <app>`` on 127.0.0.1 (``wait_ready`` before use); stop its process group afterwards."""
-    port = _free_port()
+    port = free_port()
     token = secrets.token_hex(16)
     home = root.parent / f"jupyter-{app}"
     dirs = {name: home / name for name in ("config", "data", "runtime")}

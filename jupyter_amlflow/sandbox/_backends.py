@@ -70,7 +70,8 @@ class BackendStatus:
     log_path: Path
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a child server to take)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -158,7 +159,7 @@ class Backend:
         home, tmp = self.directory / "home", self.directory / "tmp"
         for d in (home, tmp, self.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self._port = _free_port()
+        self._port = free_port()
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
