@@ -218,7 +218,7 @@ def test_sandbox_metadata_document(sandbox_doc: tuple[Any, object]) -> None:
     assert cloud.arm_scope == base + "/.default"
     assert not cloud.is_public_authority
     assert cloud.studio_run_url("r1", SUB, "rg", "mlw-1", None) == (
-        f"{base}/studio/runs/r1?wsid=/subscriptions/{SUB}/resourcegroups/rg/workspaces/mlw-1"
+        f"{sb.studio_url}/runs/r1?wsid=/subscriptions/{SUB}/resourcegroups/rg/workspaces/mlw-1"
     )
 
 

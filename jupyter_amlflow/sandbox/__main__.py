@@ -22,6 +22,7 @@ from pathlib import Path
 from types import FrameType
 
 from . import Sandbox
+from ._envfile import OwnFile, taken
 
 SECRET_NAMES = ("AZURE_CLIENT_SECRET",)
 
@@ -32,8 +33,8 @@ def export_lines(sb: Sandbox) -> list[str]:
     for name, value in sb.service_principal.items():
         if name in SECRET_NAMES:
             path = Path(sb.root) / name.lower()
-            path.write_text(value)
-            path.chmod(0o600)
+            if not taken(path):  # a second call reuses the file the first one made
+                OwnFile.create(path, value)
             lines.append(f'export {name}="$(cat {shlex.quote(str(path))})"')
         else:
             lines.append(f"export {name}={shlex.quote(value)}")
@@ -49,7 +50,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--tenants", type=int, default=1)
     p.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds an access token lives")
     p.add_argument("--no-mlflow", action="store_true", help="serve identity and Resource Manager only")
-    p.add_argument("--env-file", type=Path, help="also write the export lines to this file (mode 0600)")
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        help="also write the export lines to this new file (mode 0600; an existing path is refused), "
+        "removed at exit",
+    )
     return p
 
 
@@ -75,6 +81,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_main(_run_parser().parse_args(argv[1:]))
     args = _parser().parse_args(argv)
+    if args.env_file is not None and taken(args.env_file):
+        # Checked before anything starts; created exclusively below all the same (a race).
+        print(
+            f"amlflow-sandbox: --env-file {args.env_file} exists; it is never overwritten. "
+            "Give a path that does not exist yet, or remove that file first.",
+            file=sys.stderr,
+        )
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -89,12 +103,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         token_lifetime=args.token_lifetime,
         mlflow=not args.no_mlflow,
     )
+    env_file: OwnFile | None = None
     try:
         sb.start()
         lines = export_lines(sb)
         if args.env_file:
-            args.env_file.write_text("\n".join(lines) + "\n")
-            args.env_file.chmod(0o600)
+            try:
+                env_file = OwnFile.create(args.env_file, "\n".join(lines) + "\n")
+            except OSError as exc:
+                print(
+                    f"amlflow-sandbox: cannot create --env-file {args.env_file}: {exc.strerror or exc}. "
+                    "Give a new path in a folder you can write to.",
+                    file=sys.stderr,
+                )
+                return 2
         print("\n".join(lines), flush=True)
         print(
             f"# sandbox ready at {sb.base_url} with {len(sb.workspaces)} workspaces; Ctrl-C stops it",
@@ -105,8 +127,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             pass
     finally:
         sb.stop()
-        if args.env_file and args.env_file.exists():
-            args.env_file.unlink()
+        if env_file is not None:
+            env_file.remove()  # only the file made above, if it is still there unchanged
     print("# sandbox stopped", file=sys.stderr, flush=True)
     return 0
 

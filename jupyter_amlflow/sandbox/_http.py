@@ -101,6 +101,7 @@ class Route:
     endpoint: str
     handler: Handler
     auth: bool = False
+    key: bool = False  # needs the sandbox's access key (``_access``)
 
 
 @dataclass
@@ -420,12 +421,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
-def route(method: str, pattern: str, endpoint: str, handler: Handler, *, auth: bool = False) -> Route:
+def route(
+    method: str, pattern: str, endpoint: str, handler: Handler, *, auth: bool = False, key: bool = False
+) -> Route:
     """Build a route; ``pattern`` is a regex matched against the whole path (case-insensitive).
 
-    With ``auth``, the request must carry a valid bearer token before the handler runs.
+    With ``auth``, the request must carry a valid bearer token before the handler runs; with
+    ``key``, the sandbox's access key.
     """
-    return Route(method, re.compile(pattern, re.IGNORECASE), endpoint, handler, auth)
+    return Route(method, re.compile(pattern, re.IGNORECASE), endpoint, handler, auth, key)
 
 
 def serve_in_thread(server: SandboxHTTPServer, name: str) -> threading.Thread:
