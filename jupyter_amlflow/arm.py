@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
+from .commandline import magic_option
 from .errors import (
     AmlflowError,
     CloudError,
@@ -205,7 +206,7 @@ class ArmClient:
     def subscriptions(self, *, tenant_id: str | None = None) -> list[SubscriptionInfo]:
         """The subscriptions visible in the signed-in tenant, or in ``tenant_id`` (paging followed)."""
         where = f" in tenant {tenant_id}" if tenant_id else ""
-        command = "%amlflow list subscriptions" + (f" --tenant {tenant_id}" if tenant_id else "")
+        command = "%amlflow list subscriptions" + (" " + magic_option("--tenant", tenant_id) if tenant_id else "")
         op = _Op("Resource Manager: GET subscriptions", f"Could not list your subscriptions{where}", command)
         rows = self._paged(op, self._url("subscriptions"), {"api-version": SUBSCRIPTIONS_API}, tenant_id)
         return [
@@ -747,13 +748,21 @@ class _Op:
     workspace: str | None = None
 
     def again_in_tenant(self, tenant_id: str) -> str:
-        """The command to type to do this again, signed in to ``tenant_id``."""
+        """The command to type to do this again, signed in to ``tenant_id``.
+
+        The tenant comes from the server's answer: written inert (``commandline``), as are the names.
+        """
         if self.workspace and self.command == "%amlflow connect":
-            return (
-                f"%amlflow connect --tenant {tenant_id} --subscription {self.subscription_id} "
-                f"--resource-group {self.resource_group} --workspace {self.workspace}"
+            return " ".join(
+                (
+                    "%amlflow connect",
+                    magic_option("--tenant", tenant_id),
+                    magic_option("--subscription", self.subscription_id or ""),
+                    magic_option("--resource-group", self.resource_group or ""),
+                    magic_option("--workspace", self.workspace),
+                )
             )
-        return f"{self.command} --tenant {tenant_id}"
+        return f"{self.command} {magic_option('--tenant', tenant_id)}"
 
 
 def _arm_error(response: HttpResponse) -> tuple[str, str]:
@@ -830,7 +839,7 @@ def _tenant_from_challenge(response: HttpResponse) -> str | None:
     match = _AUTHORIZATION_URI_RE.search(challenge)
     if match:
         segments = [s for s in urlsplit(match["uri"]).path.split("/") if s]
-        if segments:
+        if segments and segments[-1].isprintable():  # it goes into a command to type
             return segments[-1]
     _code, message = _arm_error(response)
     must = _MUST_MATCH_RE.search(message)

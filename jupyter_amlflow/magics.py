@@ -474,7 +474,11 @@ class AmlflowMagics(Magics):
 
     # -- completion ----------------------------------------------------------------------------
     def complete(self, event: Any) -> list[str]:
-        """Tab completion: subcommands, options, cloud names, and names already fetched (no network)."""
+        """Tab completion: subcommands, options, cloud names, and names already fetched (no network).
+
+        Names come from servers; each completion is written so that the line gives it back
+        exactly and IPython's expansion evaluates nothing in it (``commandline.magic_arg``).
+        """
         words = event.text_until_cursor.split()
         typing_new = event.text_until_cursor.endswith(" ")
         words = words[1:]  # drop "%amlflow" / "%%amlflow"
@@ -493,9 +497,9 @@ class AmlflowMagics(Magics):
             "-e": self.experiment_names,
         }
         if previous in values:
-            return list(values[previous])
+            return _inert(values[previous])
         if command.name == "experiment":
-            return list(self.experiment_names)
+            return _inert(self.experiment_names)
         if command.name == "list":
             return ["tenants", "subscriptions", "workspaces", "experiments"]
         if command.name == "help":
@@ -503,6 +507,19 @@ class AmlflowMagics(Magics):
         if command.name == "clouds":
             return ["list", "add"]
         return [opt for action in command.parser()._actions for opt in action.option_strings if opt.startswith("--")]
+
+
+def _inert(names: Sequence[str]) -> list[str]:
+    """Names as completions a line gives back unchanged (names no magic line can carry are left out)."""
+    from .commandline import magic_arg
+
+    out = []
+    for name in names:
+        try:
+            out.append(magic_arg(name, quotes=False))
+        except ValueError:
+            continue
+    return out
 
 
 def _nothing_to_go_on(args: argparse.Namespace) -> bool:

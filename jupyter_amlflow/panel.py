@@ -357,13 +357,18 @@ class WorkspacePanel:
 
     # -- display ---------------------------------------------------------------------------------
     def commands(self) -> list[str]:
-        """The ``%amlflow`` commands that do what the panel does, for the current (or remembered) choice."""
+        """The ``%amlflow`` commands that do what the panel does, for the current (or remembered) choice.
+
+        Every value is written with ``commandline.magic_option``: names come from servers (a
+        workspace, an experiment another user created), and a pasted command must neither change
+        them nor evaluate anything in them.
+        """
         with self._lock:
             cloud = self.cloud.value or "AzureCloud"
-            options = f"--cloud {cloud}"
+            options = _option("--cloud", cloud)
             url = self._cloud_urls.get(cloud)
             if url and url != self.session.env.get("ARM_CLOUD_METADATA_URL"):
-                options += f" --cloud-metadata {_quote(url)}"
+                options += " " + _option("--cloud-metadata-url", url)
             chosen = self._found.get(self.workspace.value or "")
             tenant = self.tenant_input.value.strip()
             if (
@@ -373,21 +378,26 @@ class WorkspacePanel:
             ):
                 tenant = chosen.tenant_id  # a workspace in another of the identity's tenants
             if tenant:
-                options += f" --tenant {_quote(tenant)}"
-            if self.method.value != AUTO:
-                options += f" --auth {self.method.value}"
+                options += " " + _option("--tenant", tenant)
+            # %amlflow list signs in the default way; only connect takes --auth.
+            auth = " " + _option("--auth", self.method.value) if self.method.value != AUTO else ""
             if chosen is not None:
-                where = f"--subscription {chosen.subscription_id} --resource-group {_quote(chosen.resource_group)} "
-                where += f"--workspace {chosen.name}"
+                where = " ".join(
+                    (
+                        _option("--subscription", chosen.subscription_id),
+                        _option("--resource-group", chosen.resource_group),
+                        _option("--workspace", chosen.name),
+                    )
+                )
             elif self.remembered.workspace:
-                where = _quote(self.remembered.workspace)
+                where = _arg(self.remembered.workspace, "WORKSPACE_ID")
             else:
                 where = "--subscription SUBSCRIPTION_ID --resource-group RESOURCE_GROUP --workspace WORKSPACE"
             experiment = self.experiment.value.strip() or self.remembered.experiment or "NAME"
             return [
                 f"%amlflow list subscriptions {options}",
                 f"%amlflow list workspaces {options}",
-                f"%amlflow connect {where} {options} --experiment {_quote(experiment)}",
+                f"%amlflow connect {where} {options}{auth} {_option('--experiment', experiment)}",
                 "%amlflow list experiments",
                 "%amlflow experiment NAME",
                 "%amlflow status",
@@ -998,8 +1008,21 @@ def _pick(values: list[str], *preferred: str | None) -> str | None:
     return values[0] if values else None
 
 
-def _quote(value: str) -> str:
-    """Quote a command-line value the way ``%amlflow`` splits it (shlex)."""
-    import shlex
+def _arg(value: str, placeholder: str) -> str:
+    """``value`` as an inert ``%amlflow`` argument (a placeholder if no magic line can carry it)."""
+    from .commandline import magic_arg
 
-    return shlex.quote(value)
+    try:
+        return magic_arg(value)
+    except ValueError:
+        return placeholder
+
+
+def _option(name: str, value: str) -> str:
+    """``--name VALUE``, inert (see ``commandline``); ``--name NAME`` if no magic line can carry it."""
+    from .commandline import magic_option
+
+    try:
+        return magic_option(name, value)
+    except ValueError:
+        return f"{name} {name.lstrip('-').replace('-', '_').upper()}"
