@@ -493,11 +493,14 @@ def fetch_cloud_metadata(url: str, *, timeout: float = 30.0) -> object:
     from azure.core.rest import HttpRequest
 
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        # The document decides where sign-ins (a service principal's secret included) and tokens go:
+        # over plain http anyone on the path could rewrite it.
         raise CloudError(
             f"Cannot fetch cloud metadata from {_short(url, 80)!r}",
-            "It is not an http(s) URL",
-            "Give the ARM metadata URL, e.g. %amlflow clouds add https://HOST/metadata/endpoints?api-version=2019-05-01",
+            "It is not an https:// URL, and the document decides where sign-ins and tokens go",
+            "Give the ARM metadata URL over https, e.g. "
+            "%amlflow clouds add https://HOST/metadata/endpoints?api-version=2019-05-01",
         )
     endpoint = f"Cloud metadata: GET {parts.scheme}://{parts.netloc}{parts.path}"
     op = _Op(

@@ -107,7 +107,7 @@ class Connection:
                 ("Resource group", w.resource_group),
                 ("Subscription", w.subscription_id),
                 ("Region", w.location),
-                ("Cloud", self.cloud.name),
+                ("Cloud", self.cloud.name if not self.cloud.custom else f"{self.cloud.name} ({self.cloud.origin})"),
                 ("Tenant", self.tenant_id),
                 ("Signed in as", f"{self.identity.name} ({self.identity.kind}, {self.method})"),
                 ("Experiment", f"{self.experiment.name}{created}"),
@@ -303,8 +303,10 @@ class Session:
 
         clouds = clouds_from_metadata(fetch_cloud_metadata(url, timeout=self.timeout), url)
         for cloud in clouds:
+            self.catalog.check(cloud)  # the whole document, before any of it is added
+        for cloud in clouds:
             self.catalog.add(cloud)
-        return clouds
+        return [self.catalog.get(cloud.name) for cloud in clouds]
 
     # -- sign-in -------------------------------------------------------------------------------
     def sign_in(

@@ -411,10 +411,10 @@ class AmlflowMagics(Magics):
         else:
             note = "Add a custom cloud: %amlflow clouds add URL (an ARM /metadata/endpoints document)."
         rows = [
-            [c.name, c.authority, c.resource_manager, Link(c.studio, c.studio) if c.studio else None]
+            [c.name, c.origin, c.authority, c.resource_manager, Link(c.studio, c.studio) if c.studio else None]
             for c in self.session.catalog
         ]
-        return Table("Clouds", ["Name", "Sign-in", "Resource Manager", "Studio"], rows, note)
+        return Table("Clouds", ["Name", "Source", "Sign-in", "Resource Manager", "Studio"], rows, note)
 
     def _do_list(self, args: argparse.Namespace) -> Table:
         from . import listing

@@ -426,23 +426,32 @@ def test_unknown_cloud_message_is_one_clean_line() -> None:
     assert "\n" not in message and "\x1b" not in message
 
 
-def test_catalog_add_replaces_same_name_and_lists_custom_clouds() -> None:
+def test_catalog_keeps_a_known_cloud_and_lists_custom_clouds() -> None:
     catalog = CloudCatalog()
     custom = Cloud(
-        "Contoso", "https://login.contoso.test", "https://arm.contoso.test/", "core.contoso.test", None, None
+        "Contoso", "https://login.contoso.test", "https://arm.contoso.test/", "core.contoso.test", None, None, custom=True
     )
     catalog.add(custom)
     assert catalog.get("CONTOSO") is custom
     assert "contoso" in catalog and "Mars" not in catalog and 3 not in catalog
-    replacement = dataclasses.replace(custom, name="contoso", storage_suffix="core2.contoso.test")
-    catalog.add(replacement)
-    assert catalog.get("Contoso") is replacement
-    assert catalog.names() == ["AzureCloud", "AzureChinaCloud", "AzureUSGovernment", "contoso"]
-    assert list(catalog) == [*BUILTIN_CLOUDS, replacement]
+    # The same endpoints again (another spelling, a trailing slash) change nothing.
+    again = dataclasses.replace(custom, name="contoso", authority="https://login.contoso.test/")
+    catalog.add(again)
+    assert catalog.get("Contoso") is custom
+    # Other endpoints under a known name are refused (tests/test_cloud_trust.py goes through the magics).
+    moved = dataclasses.replace(custom, name="contoso", storage_suffix="core2.contoso.test")
+    with pytest.raises(CloudError, match="it redefines the cloud added earlier Contoso"):
+        catalog.add(moved)
+    with pytest.raises(CloudError, match="it redefines the built-in cloud AzureCloud"):
+        catalog.add(dataclasses.replace(custom, name="azurecloud"))
+    assert catalog.get("Contoso") is custom
+    assert catalog.names() == ["AzureCloud", "AzureChinaCloud", "AzureUSGovernment", "Contoso"]
+    assert list(catalog) == [*BUILTIN_CLOUDS, custom]
+    assert [c.origin for c in catalog] == ["built in", "built in", "built in", "custom"]
     assert len(catalog) == 4
     with pytest.raises(CloudError) as caught:
         catalog.get("Mars")
-    assert "Known clouds: AzureCloud, AzureChinaCloud, AzureUSGovernment, contoso." in str(caught.value)
+    assert "Known clouds: AzureCloud, AzureChinaCloud, AzureUSGovernment, Contoso." in str(caught.value)
 
 
 def test_catalog_can_start_from_other_clouds() -> None:
