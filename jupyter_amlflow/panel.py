@@ -48,7 +48,6 @@ import html
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -114,7 +113,9 @@ class Choices:
 
 def default_choices_path() -> Path:
     """``~/.jupyter_amlflow/panel.json``."""
-    return Path.home() / ".jupyter_amlflow" / "panel.json"
+    from .userfiles import state_dir
+
+    return state_dir() / "panel.json"
 
 
 class ChoiceStore:
@@ -133,12 +134,15 @@ class ChoiceStore:
         return self._path if self._path is not None else default_choices_path()
 
     def load(self) -> Choices:
-        """The remembered choices; empty ones when there are none or the file is unreadable."""
+        """The remembered choices; empty ones when there are none, or the file is unreadable or unsafe."""
+        from .userfiles import read_private
+
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return Choices()
-        except (OSError, ValueError) as exc:  # a broken file only loses the preselection
+            text = read_private(self.path)
+            if text is None:
+                return Choices()
+            data = json.loads(text)
+        except (OSError, ValueError) as exc:  # a broken file (or a folder others can write) only loses the preselection
             log.info("Ignoring remembered panel choices in %s: %s", self.path, exc)
             return Choices()
         if not isinstance(data, dict):
@@ -147,15 +151,14 @@ class ChoiceStore:
         return Choices(**{k: v for k, v in data.items() if k in known and (v is None or isinstance(v, str))})
 
     def save(self, choices: Choices) -> None:
-        """Write ``choices`` atomically: directory 0700, file 0600."""
-        path = self.path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(asdict(choices), out, indent=1)
-        os.chmod(temporary, 0o600)  # whatever the umask did
-        os.replace(temporary, path)
+        """Write ``choices`` atomically (``userfiles.write_private``: folder 0700, file 0600, no links).
+
+        Raises:
+            OSError: Not written (``userfiles.UnsafeLocation`` says why the folder is refused).
+        """
+        from .userfiles import write_private
+
+        write_private(self.path, json.dumps(asdict(choices), indent=1))
 
 
 # -- background jobs ------------------------------------------------------------------------------
