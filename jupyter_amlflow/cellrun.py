@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import tracking
 from .display import Link, Message
-from .errors import ActiveRunError
+from .errors import ActiveRunError, AmlflowError
 
 if TYPE_CHECKING:
     from .connection import Session
@@ -61,13 +61,27 @@ def run_cell(
         mlflow.log_text(cell, CELL_ARTIFACT)
         exec(compile(tree, filename, "exec"), namespace)
         value = eval(compile(last, filename, "eval"), namespace) if last is not None else None
-    except BaseException:
+    except BaseException as exc:
         mlflow.end_run(status="FAILED")
         show(_summary(conn.run_url(run_id), run, "FAILED"))
+        if isinstance(exc, KeyboardInterrupt):
+            # Not "nothing was changed" (what an interrupted command says): part of the cell ran.
+            raise _interrupted(run, conn.run_url(run_id)) from None
         raise
     mlflow.end_run()
     show(_summary(conn.run_url(run_id), run, "FINISHED"))
     return value
+
+
+def _interrupted(run: Any, url: str | None) -> AmlflowError:
+    name = run.info.run_name or run.info.run_id
+    link = f" ({url})" if url else ""
+    return AmlflowError(
+        "%%amlflow run: interrupted while the cell ran",
+        f"the cell ran up to the interruption, and its MLflow run {name} ({run.info.run_id}) is in the workspace "
+        f"with status FAILED{link}",
+        "It keeps what it logged; run the cell again for a new run",
+    )
 
 
 def _summary(url: str | None, run: Any, status: str) -> Message:

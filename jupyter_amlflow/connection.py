@@ -489,12 +489,7 @@ class Session:
                 "jupyter_amlflow does not replace it silently",
                 "Use it as it is, or replace it for this kernel: %amlflow connect ... --force",
             )
-        if run_id := tracking.active_run_id():
-            raise ActiveRunError(
-                f"An MLflow run is active ({run_id})",
-                "switching the workspace now would leave it orphaned",
-                "End it first: mlflow.end_run(), then connect again",
-            )
+        _refuse_active_runs("switching the workspace now would leave it orphaned", "connect again")
         tenant_id = tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
         if tenant_id is not None:
             from .auth import _check_tenant
@@ -655,12 +650,7 @@ class Session:
         """Restore what was there before this session's first connect."""
         if self.connection is None:
             raise NotConnected("Not connected", "there is nothing to disconnect", "")
-        if run_id := tracking.active_run_id():
-            raise ActiveRunError(
-                f"An MLflow run is active ({run_id})",
-                "disconnecting now would leave it orphaned",
-                "End it first: mlflow.end_run(), then disconnect",
-            )
+        _refuse_active_runs("disconnecting now would leave it orphaned", "disconnect")
         assert self._original is not None
         self._original.restore()
         self._original = None
@@ -704,6 +694,20 @@ class Session:
                 ("Tracking URI", f"{current or 'not set'} ({origin})"),
             ],
             note,
+        )
+
+
+def _refuse_active_runs(why: str, then: str) -> None:
+    """Raise ``ActiveRunError`` if an MLflow run is active in this thread or in another one."""
+    if run_id := tracking.active_run_id():
+        raise ActiveRunError(f"An MLflow run is active ({run_id})", why, f"End it first: mlflow.end_run(), then {then}")
+    if elsewhere := tracking.active_run_elsewhere():
+        run_id, thread = elsewhere
+        raise ActiveRunError(
+            f"An MLflow run is active in another thread ({run_id}, thread {thread!r})",
+            why,
+            f"Let that thread end its run first (mlflow.end_run() there, or leave its 'with mlflow.start_run()' "
+            f"block), then {then}",
         )
 
 
