@@ -481,6 +481,24 @@ class ArmClient:
             return pipeline
 
 
+def check_metadata_url(url: str) -> None:
+    """Refuse a cloud metadata URL that is not https (no request is sent).
+
+    Raises:
+        CloudError: It is not an https:// URL with a host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        # The document decides where sign-ins (a service principal's secret included) and tokens go:
+        # over plain http anyone on the path could rewrite it.
+        raise CloudError(
+            f"Cannot fetch cloud metadata from {_short(url, 80)!r}",
+            "It is not an https:// URL, and the document decides where sign-ins and tokens go",
+            "Give the ARM metadata URL over https, e.g. "
+            "%amlflow clouds add https://HOST/metadata/endpoints?api-version=2019-05-01",
+        )
+
+
 def fetch_cloud_metadata(url: str, *, timeout: float = 30.0) -> object:
     """GET an ARM ``/metadata/endpoints`` document (unauthenticated) and return its JSON.
 
@@ -492,16 +510,8 @@ def fetch_cloud_metadata(url: str, *, timeout: float = 30.0) -> object:
     from azure.core.exceptions import AzureError
     from azure.core.rest import HttpRequest
 
+    check_metadata_url(url)
     parts = urlsplit(url)
-    if parts.scheme.lower() != "https" or not parts.netloc:
-        # The document decides where sign-ins (a service principal's secret included) and tokens go:
-        # over plain http anyone on the path could rewrite it.
-        raise CloudError(
-            f"Cannot fetch cloud metadata from {_short(url, 80)!r}",
-            "It is not an https:// URL, and the document decides where sign-ins and tokens go",
-            "Give the ARM metadata URL over https, e.g. "
-            "%amlflow clouds add https://HOST/metadata/endpoints?api-version=2019-05-01",
-        )
     endpoint = f"Cloud metadata: GET {parts.scheme}://{parts.netloc}{parts.path}"
     op = _Op(
         endpoint, f"Could not fetch the cloud metadata document {parts.netloc}{parts.path}", "%amlflow clouds add URL"
@@ -1139,5 +1149,6 @@ __all__ = [
     "WorkspaceInfo",
     "WorkspaceReference",
     "WrongTenant",
+    "check_metadata_url",
     "fetch_cloud_metadata",
 ]

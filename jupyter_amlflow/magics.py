@@ -332,18 +332,30 @@ class AmlflowMagics(Magics):
         return devicecode.TextDeviceCodeRenderer(sys.stdout)
 
     def _do_connect(self, args: argparse.Namespace) -> Any:
+        from .connect_options import check_timeout, checked_options
+
         platform = _platform_kwargs(args)
+        check_timeout(args.timeout)
         if (
             _nothing_to_go_on(args)
             and not any(platform.values())  # the panel would not use them: let connect say what is missing
             and references_find_config() is None
             and self._widgets_render()
         ):
-            # Nothing names a workspace and no config.json: let the person pick one.
-            return self._do_panel(args)
+            # Nothing names a workspace and no config.json: let the person pick one, starting from
+            # the options given, each checked as connect would check it.
+            start = checked_options(
+                self.session,
+                cloud=args.cloud,
+                cloud_metadata_url=args.cloud_metadata_url,
+                tenant=args.tenant,
+                auth=args.auth,
+                experiment=args.experiment,
+                force=args.force,
+                timeout=args.timeout,
+            )
+            return self._do_panel(args, start)
         if args.timeout is not None:
-            if not (0 < args.timeout < float("inf")):  # argparse's float() also takes "nan" and "inf"
-                raise UsageError("%amlflow connect: --timeout must be a positive number of seconds")
             self.session.timeout = args.timeout
         try:
             conn = self.session.connect(
@@ -366,10 +378,10 @@ class AmlflowMagics(Magics):
         self.experiment_names = sorted({*self.experiment_names, conn.experiment.name})
         return conn
 
-    def _do_panel(self, args: argparse.Namespace) -> Any:
+    def _do_panel(self, args: argparse.Namespace, start: Any = None) -> Any:
         from .panel import WorkspacePanel
 
-        return WorkspacePanel(self.session)
+        return WorkspacePanel(self.session, start=start)
 
     def _do_experiment(self, args: argparse.Namespace) -> Any:
         if args.name is None:

@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from .arm import ArmClient, Discovery, SubscriptionInfo, TenantInfo, WorkspaceInfo
     from .auth import SignIn
     from .clouds import Cloud
+    from .connect_options import ConnectOptions
     from .connection import Connection, Session
 
 log = logging.getLogger(__name__)
@@ -213,14 +214,20 @@ class WorkspacePanel:
     Args:
         session: The kernel's ``Session`` (the magics' one): sign-ins and the connection live there.
         store: Where choices are remembered (default ``~/.jupyter_amlflow/panel.json``).
+        start: Options ``%amlflow connect`` was given (checked already): they win over the
+            remembered choice.
     """
 
-    def __init__(self, session: Session, *, store: ChoiceStore | None = None) -> None:
+    def __init__(
+        self, session: Session, *, store: ChoiceStore | None = None, start: ConnectOptions | None = None
+    ) -> None:
         from .auth import METHODS
         from .clouds import cloud_name_from_env
+        from .connect_options import ConnectOptions
         from .platform import default_methods
 
         self.session = session
+        self.start = start if start is not None else ConnectOptions()
         self.store = store if store is not None else ChoiceStore()
         self.remembered = self.store.load()
         self._lock = threading.RLock()
@@ -249,14 +256,22 @@ class WorkspacePanel:
             self._cloud_urls[name] = None
         if env_cloud and env_cloud.lower() not in {n.lower() for n in names}:
             self._cloud_urls[env_cloud] = session.env.get("ARM_CLOUD_METADATA_URL")
-        r = self.remembered
+        r, given = self.remembered, self.start
         if r.cloud and r.cloud.lower() not in {n.lower() for n in self._cloud_urls}:
             self._cloud_urls[r.cloud] = r.cloud_metadata_url
+        if given.cloud and given.cloud.lower() not in {n.lower() for n in self._cloud_urls}:
+            # Unknown yet: sign-in reads it from the metadata document (checked to exist and be https).
+            self._cloud_urls[given.cloud] = given.cloud_metadata_url or session.env.get("ARM_CLOUD_METADATA_URL")
         default_cloud = env_cloud or session.default_cloud or "AzureCloud"
         connected = session.connection
-        cloud_value = _pick(list(self._cloud_urls), connected.cloud.name if connected else None, r.cloud, default_cloud)
+        cloud_value = _pick(
+            list(self._cloud_urls), given.cloud, connected.cloud.name if connected else None, r.cloud, default_cloud
+        )
         auto = ", ".join(session.auth or default_methods(session.platform))
         method_options = [(f"Automatic ({auto})", AUTO), *((METHOD_LABELS.get(m, m), m) for m in METHODS)]
+        if given.methods and len(given.methods) > 1:  # --auth a,b: that order, as one choice
+            method_options.append((f"These, in order: {', '.join(given.methods)}", ",".join(given.methods)))
+        method_value = ",".join(given.methods) if given.methods else r.method
 
         self.cloud = widgets.Dropdown(
             description="Cloud", options=[(n, n) for n in self._cloud_urls], value=cloud_value, style=_STYLE
@@ -264,6 +279,8 @@ class WorkspacePanel:
         self.cloud_url = widgets.Text(
             description="Custom cloud",
             placeholder="https://HOST/metadata/endpoints?api-version=2019-05-01",
+            # --cloud-metadata-url alone: Add cloud reads it (which clouds it holds needs the network).
+            value=given.cloud_metadata_url if given.cloud_metadata_url and not given.cloud else "",
             style=_STYLE,
             layout=widgets.Layout(width="540px"),
         )
@@ -271,14 +288,14 @@ class WorkspacePanel:
         self.tenant_input = widgets.Text(
             description="Tenant",
             placeholder="optional: tenant id or domain",
-            value=r.tenant or "",
+            value=given.tenant or r.tenant or "",
             style=_STYLE,
             layout=widgets.Layout(width=_WIDTH),
         )
         self.method = widgets.Dropdown(
             description="Sign in with",
             options=method_options,
-            value=r.method if r.method in {v for _, v in method_options} else AUTO,
+            value=method_value if method_value in {v for _, v in method_options} else AUTO,
             style=_STYLE,
             layout=widgets.Layout(width=_WIDTH),
         )
@@ -307,6 +324,7 @@ class WorkspacePanel:
         self.progress = widgets.HTML()
         self.experiment = widgets.Combobox(
             description="Experiment",
+            value=given.experiment or "",
             placeholder=EXPERIMENT_HINT,
             options=[],
             ensure_option=False,
@@ -354,9 +372,21 @@ class WorkspacePanel:
         self._on_click(self.add_cloud_button, self._add_cloud)
         self._on_click(self.sign_in_button, self._sign_in)
         self._on_click(self.connect_button, self._connect)
-        self._set_status("info", "Choose the cloud and how to sign in, then press Sign in.")
+        self._set_status("info", self._start_note())
         if connected is not None:
             self._show_connected(connected)
+
+    def _start_note(self) -> str:
+        given = self.start
+        note = "Choose the cloud and how to sign in, then press Sign in."
+        if given.cloud_metadata_url and not given.cloud:
+            note = "Press Add cloud to read the clouds of the metadata URL given, then Sign in."
+        if given.timeout is not None:
+            note += (
+                f" (--timeout {given.timeout:g} applies to commands; the panel's steps take up to "
+                f"{self.session.timeout:g} s each: %config AmlflowMagics.timeout = {given.timeout:g} changes that.)"
+            )
+        return note
 
     # -- display ---------------------------------------------------------------------------------
     def commands(self) -> list[str]:
@@ -660,7 +690,7 @@ class WorkspacePanel:
             raise AmlflowError("Choose a cloud first", "", "Pick one in Cloud, or add a custom cloud by its URL")
         url = self._cloud_urls.get(name)
         tenant = self.tenant_input.value.strip() or self.session.env.get("AZURE_TENANT_ID") or None
-        methods = None if self.method.value == AUTO else (self.method.value,)
+        methods = None if self.method.value == AUTO else tuple(self.method.value.split(","))
         self._reset_sign_in()
         self.device_code.outputs = ()
         self.sign_in_button.disabled = True
@@ -929,7 +959,7 @@ class WorkspacePanel:
         choices = Choices(
             cloud=cloud.name,
             cloud_metadata_url=url,
-            method=methods[0] if methods else AUTO,
+            method=",".join(methods) if methods else AUTO,
             tenant=self.tenant_input.value.strip() or None,
             subscription=self.subscription.value or None,
             workspace=chosen.arm_id,
@@ -955,6 +985,7 @@ class WorkspacePanel:
                 tenant=tenant,
                 auth=methods,
                 experiment=experiment,
+                force=self.start.force,
                 renderer=NotebookDeviceCodeRenderer(_PanelDisplay(self, ticket)),
             )
 
