@@ -62,7 +62,7 @@ from .errors import AmlflowError
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from .arm import ArmClient, Discovery, SubscriptionInfo, TenantInfo, WorkspaceInfo
+    from .arm import Discovery, SubscriptionInfo, TenantInfo, WorkspaceInfo
     from .auth import SignIn
     from .clouds import Cloud
     from .connect_options import ConnectOptions
@@ -738,37 +738,17 @@ class WorkspacePanel:
         self._set_status("busy", "Finding your workspaces…", spinner=True)
 
         def work(ticket: Ticket) -> tuple[Discovery, list[str]]:
-            notes: list[str] = []
-            try:
-                tenants = client.tenants()
-            except AmlflowError as exc:  # the home tenant's lists still work without the tenant list
-                notes.append(exc.what)
-                tenants = []
-            subscriptions = self._subscriptions_of(client, tenants, signin.tenant_id, notes)
-            self._apply(ticket, lambda: self._show_lists(tenants, subscriptions))
-            many = len({t.tenant_id for t in tenants} | {signin.tenant_id}) > 1
+            from .discovery import discover  # the same discovery as %amlflow list workspaces
 
-            def found(batch: list[WorkspaceInfo]) -> None:
-                self._apply(ticket, lambda: self._add_found(batch))
-
-            discovery = client.discover_workspaces(on_found=found, all_tenants=many)
-            notes.extend(f"{where}: {error.what}" for where, error in discovery.errors.items())
-            return discovery, notes
+            found = discover(
+                client,
+                signin.tenant_id,
+                on_lists=lambda tenants, subs: self._apply(ticket, lambda: self._show_lists(tenants, subs)),
+                on_found=lambda batch: self._apply(ticket, lambda: self._add_found(batch)),
+            )
+            return found.discovery, found.notes
 
         self._background("listing", work, self._listing_done)
-
-    def _subscriptions_of(
-        self, client: ArmClient, tenants: list[TenantInfo], home: str, notes: list[str]
-    ) -> list[SubscriptionInfo]:
-        found = {s.subscription_id: s for s in client.subscriptions()}
-        for tenant in tenants:
-            if tenant.tenant_id == home:
-                continue
-            try:
-                found.update({s.subscription_id: s for s in client.subscriptions(tenant_id=tenant.tenant_id)})
-            except AmlflowError as exc:  # another tenant may demand its own sign-in; the rest still lists
-                notes.append(exc.what)
-        return sorted(found.values(), key=lambda s: s.display_name.lower())
 
     def _show_lists(self, tenants: list[TenantInfo], subscriptions: list[SubscriptionInfo]) -> None:
         self._subscriptions = {s.subscription_id: s for s in subscriptions}
