@@ -141,6 +141,9 @@ class DeviceCodePrompt:
     user_code: str
     expires_at: datetime
     message: str
+    # Hosts whose sign-in page may be shown as a link (``Cloud.device_login_hosts``); empty: any
+    # https host (a custom cloud's own). The page comes from the server's answer.
+    link_hosts: tuple[str, ...] = ()
 
 
 class DeviceCodeRenderer(Protocol):
@@ -892,9 +895,10 @@ class _Gate:
 class _PromptRelay:
     """The device-code ``prompt_callback``: turns the flow into a ``DeviceCodePrompt`` for the renderer."""
 
-    def __init__(self, renderer: DeviceCodeRenderer, gate: _Gate) -> None:
+    def __init__(self, renderer: DeviceCodeRenderer, gate: _Gate, link_hosts: tuple[str, ...] = ()) -> None:
         self.renderer = renderer
         self.gate = gate
+        self.link_hosts = link_hosts
         self.prompt: DeviceCodePrompt | None = None
         self._finished = False
 
@@ -909,6 +913,7 @@ class _PromptRelay:
                 f"To sign in, open {verification_uri} and enter the code {user_code} "
                 f"(it expires at {expires_at.astimezone(timezone.utc):%H:%M:%S} UTC)."
             ),
+            link_hosts=self.link_hosts,
         )
         self.renderer.show(self.prompt)
 
@@ -1154,7 +1159,7 @@ def _device_code(ctx: _Context) -> _Success:
     saved = _silent(ctx, DeviceCodeCredential, options)
     if saved is not None:
         return saved
-    relay = _PromptRelay(ctx.renderer, ctx.gate)
+    relay = _PromptRelay(ctx.renderer, ctx.gate, ctx.cloud.device_login_hosts)
     credential = DeviceCodeCredential(
         tenant_id=ctx.tenant_id or "organizations",
         prompt_callback=relay,

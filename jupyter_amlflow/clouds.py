@@ -80,6 +80,8 @@ class Cloud:
         studio: Azure ML Studio, no trailing slash (None when the cloud has no Studio).
         metadata_url: The metadata document a custom cloud came from.
         custom: True when read from a metadata document rather than built in.
+        device_login_hosts: The hosts of the device-code sign-in page (``verification_uri``) that
+            may be shown as a link; empty for a custom cloud (any https host then).
     """
 
     name: str
@@ -90,6 +92,7 @@ class Cloud:
     studio: str | None
     metadata_url: str | None = None
     custom: bool = False
+    device_login_hosts: tuple[str, ...] = ()
 
     @property
     def origin(self) -> str:
@@ -181,6 +184,12 @@ class Cloud:
         return f"{self.studio.rstrip('/')}/{path}?wsid={wsid}{tid}"
 
 
+# Device-code pages: Entra ID answers https://microsoft.com/devicelogin (public cloud),
+# .../deviceloginchina and .../deviceloginus (MSAL's device-code tests and Azure CLI output show
+# them); the v1 endpoint answers its own login host (.../common/oauth2/deviceauth), and
+# login.microsoft.com/device is the newer form of the public page.
+_MICROSOFT = ("microsoft.com", "www.microsoft.com")
+
 AZURE_PUBLIC_CLOUD = Cloud(
     name="AzureCloud",
     authority="https://login.microsoftonline.com",
@@ -188,6 +197,7 @@ AZURE_PUBLIC_CLOUD = Cloud(
     storage_suffix="core.windows.net",
     portal="https://portal.azure.com",
     studio="https://ml.azure.com",
+    device_login_hosts=(*_MICROSOFT, "login.microsoftonline.com", "login.microsoft.com"),
 )
 AZURE_CHINA_CLOUD = Cloud(
     name="AzureChinaCloud",
@@ -196,6 +206,7 @@ AZURE_CHINA_CLOUD = Cloud(
     storage_suffix="core.chinacloudapi.cn",
     portal="https://portal.azure.cn",
     studio="https://ml.azure.cn",
+    device_login_hosts=(*_MICROSOFT, "login.chinacloudapi.cn", "login.partner.microsoftonline.cn"),
 )
 AZURE_US_GOVERNMENT = Cloud(
     name="AzureUSGovernment",
@@ -204,6 +215,7 @@ AZURE_US_GOVERNMENT = Cloud(
     storage_suffix="core.usgovcloudapi.net",
     portal="https://portal.azure.us",
     studio="https://ml.azure.us",
+    device_login_hosts=(*_MICROSOFT, "login.microsoftonline.us"),
 )
 BUILTIN_CLOUDS: tuple[Cloud, ...] = (AZURE_PUBLIC_CLOUD, AZURE_CHINA_CLOUD, AZURE_US_GOVERNMENT)
 

@@ -575,6 +575,12 @@ def unload(shell: Any) -> None:
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("amlflow", None)
     shell.magics_manager.registry.pop("AmlflowMagics", None)
+    if magics is not None:
+        # Magics.__init__ put the instance into shell.configurables (for %config); leaving it there
+        # would keep its Session, with credentials and open clients, alive after unloading.
+        if hasattr(shell, "configurables"):
+            shell.configurables[:] = [c for c in shell.configurables if c is not magics]
+        magics.session.forget_sign_ins()
     dispatch = shell.strdispatchers.get("complete_command")
     if dispatch is not None:
         for key in ("%amlflow", "%%amlflow"):

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -41,14 +41,17 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def require_chromium() -> None:
-    """Skip when Debian's chromium is missing, unless CI demands the browser tests run."""
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+def browser_unavailable(reason: str) -> NoReturn:
+    """Skip a browser test, unless CI demands the browser tests run (AMLFLOW_REQUIRE_BROWSER=1): then fail."""
     if os.environ.get("AMLFLOW_REQUIRE_BROWSER") == "1":
         pytest.fail(f"AMLFLOW_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def require_chromium() -> None:
+    """Skip when Debian's chromium is missing, unless CI demands the browser tests run."""
+    if not CHROMIUM.exists():
+        browser_unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
 
 
 @dataclass

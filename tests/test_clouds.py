@@ -82,7 +82,10 @@ def test_builtin_cloud_values(
     name: str, authority: str, resource_manager: str, storage: str, portal: str, studio: str
 ) -> None:
     cloud = by_name(name)
-    assert cloud == Cloud(name, authority, resource_manager, storage, portal, studio)
+    assert dataclasses.replace(cloud, device_login_hosts=()) == Cloud(
+        name, authority, resource_manager, storage, portal, studio
+    )
+    assert "microsoft.com" in cloud.device_login_hosts  # microsoft.com/devicelogin[china|us]
     assert cloud.arm_scope == resource_manager + ".default"
     assert cloud.authority_host == authority
     assert cloud.is_public_authority
@@ -288,7 +291,10 @@ def test_azure_style_document_gives_the_builtin_values() -> None:
         )
     )
     parsed = clouds_from_metadata(document, DOC_URL)
-    assert [dataclasses.replace(c, metadata_url=None, custom=False) for c in parsed] == list(BUILTIN_CLOUDS)
+    assert [dataclasses.replace(c, metadata_url=None, custom=False) for c in parsed] == [
+        dataclasses.replace(c, device_login_hosts=()) for c in BUILTIN_CLOUDS
+    ]
+    assert all(parsed[i].same_endpoints(c) for i, c in enumerate(BUILTIN_CLOUDS))
     assert all(c.custom and c.metadata_url == DOC_URL for c in parsed)
 
 
