@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -115,7 +116,15 @@ def test_command_line_prints_exports_and_stops_cleanly_on_sigterm(tmp_path: Path
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0
-    assert "sandbox stopped" in proc.stderr.read()
+    said = proc.stderr.read()
+    assert "sandbox stopped" in said
+    # One line to paste into a notebook, naming the first workspace (tests/test_sandbox_cli.py pastes it).
+    assert re.search(
+        r"^%amlflow connect /subscriptions/[0-9a-f-]{36}/resourceGroups/rg-ml-1/providers/"
+        r"Microsoft\.MachineLearningServices/workspaces/mlw-1-1$",
+        said,
+        re.M,
+    ), said
     assert all(not Path(f"/proc/{c}").exists() for c in children)
     # Nothing written outside the sandbox's own temp dir (which it removed).
     assert list(home.iterdir()) == [] and list(work.iterdir()) == [] and list(tmp.iterdir()) == []
