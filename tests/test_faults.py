@@ -312,10 +312,10 @@ def _listing_case(sb: Any, row: Row, ip: Any) -> str:
     assert mlflow_state() == before
     if row.outcome == "retried":
         sb.clear_faults()
-        assert "(Resource Graph)" in repr(table)
+        assert "Found with Resource Graph." in repr(table)
         return f"{retried(sb, row, since)}; listed in {took:.2f} s"
     assert took <= TIMEOUT + 1, took
-    assert "(per-subscription listing)" in repr(table)
+    assert "Found with per-subscription listing." in repr(table)
     settle_stall(sb, row.endpoint, since)
     [stalled] = started_since(sb, "resource_graph", since)
     assert stalled.status == 0

@@ -71,7 +71,6 @@ def test_argument_errors_are_one_line_and_change_nothing(ip: Any, sandbox: Any, 
         ("connect --auth telepathy -w mlw -g rg -s 00000000-0000-0000-0000-000000000000", "telepathy"),
         ("connect --timeout -3 -w mlw -g rg -s 00000000-0000-0000-0000-000000000000", "--timeout"),
         ("experiment", "Not connected"),
-        ("disconnect", "Not connected"),
     ],
 )
 def test_bad_input_is_a_clean_usage_error_without_network(ip: Any, sandbox: Any, line: str, fragment: str) -> None:
