@@ -124,6 +124,8 @@ class Sandbox:
             does not wait for it.
         cloud: The sandbox cloud's name.
         root: Where to keep the sandbox's files (a fresh temp dir, removed at stop, when None).
+            Should this process end without ``stop()`` (SIGKILL, a CI timeout), a watchdog
+            process (``_watchdog.py``) stops the mlflow servers and removes that temp dir.
     """
 
     def __init__(
