@@ -68,8 +68,8 @@ def list_things(
     rows = [
         [w.name, w.resource_group, w.location, w.subscription_id, w.tenant_id or signin.tenant_id] for w in workspaces
     ]
-    method = found.discovery.method
-    note = f"Connect: %amlflow connect --subscription SUB --resource-group RG --workspace NAME ({method})"
+    note = f"Found with {found.discovery.method}. "
+    note += "Connect: %amlflow connect --subscription SUB --resource-group RG --workspace NAME"
     if len({row[4] for row in rows}) > 1:
         note += "; add --tenant TENANT for a workspace outside the tenant you signed in to"
     if found.notes:

@@ -118,15 +118,28 @@ def test_a_custom_clouds_https_page_is_a_link_and_sign_in_passes_the_clouds_host
 
 
 # -- the browser fixture under CI -----------------------------------------------------------------
+_FAKE_CHROMIUM_PLUGIN = """
+import os
+from pathlib import Path
+
+import browser_support
+
+browser_support.CHROMIUM = Path(os.environ["FAKE_CHROMIUM"])  # a Chromium that cannot start
+"""
+
+
 def test_browser_fixture_fails_instead_of_skipping_when_ci_requires_the_browser(tmp_path: Path) -> None:
     fake = tmp_path / "bin" / "chromium"
     fake.parent.mkdir()
     fake.write_text("#!/bin/sh\necho 'this chromium cannot start' >&2\nexit 1\n")
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ['PATH']}"}
+    (tmp_path / "fake_chromium.py").write_text(_FAKE_CHROMIUM_PLUGIN)
+    path = os.pathsep.join((str(tmp_path), str(TESTS), os.environ.get("PYTHONPATH", "")))
+    env = {**os.environ, "PYTHONPATH": path, "FAKE_CHROMIUM": str(fake)}
+    env.pop("AMLFLOW_REQUIRE_BROWSER", None)
     command = [
         sys.executable, "-m", "pytest", str(TESTS / "test_devicecode.py"), "-q", "-p", "no:cacheprovider",
-        "-k", "countdown_runs_in_the_browser",
+        "-p", "fake_chromium", "-k", "countdown_runs_in_the_browser",
     ]  # fmt: skip
     skipped = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert skipped.returncode == 0 and "1 skipped" in skipped.stdout, skipped.stdout[-2000:]
@@ -134,6 +147,4 @@ def test_browser_fixture_fails_instead_of_skipping_when_ci_requires_the_browser(
         command, env={**env, "AMLFLOW_REQUIRE_BROWSER": "1"}, capture_output=True, text=True, timeout=300, cwd=tmp_path
     )
     assert required.returncode == 1, required.stdout[-2000:]
-    assert "1 error" in required.stdout and "AMLFLOW_REQUIRE_BROWSER=1 but no Chromium to run the page in" in (
-        required.stdout
-    )
+    assert "1 error" in required.stdout and f"AMLFLOW_REQUIRE_BROWSER=1 but {fake} did not start" in required.stdout
