@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, urljoin, urlsplit
 
-from .commandline import magic_option
 from .errors import (
     AmlflowError,
     CloudError,
@@ -37,6 +36,7 @@ from .errors import (
     ServiceError,
     SignInError,
 )
+from .pasteable import magic_option
 
 if TYPE_CHECKING:
     from azure.core import PipelineClient
@@ -763,7 +763,7 @@ class _Op:
     def again_in_tenant(self, tenant_id: str) -> str:
         """The command to type to do this again, signed in to ``tenant_id``.
 
-        The tenant comes from the server's answer: written inert (``commandline``), as are the names.
+        The tenant comes from the server's answer: written inert (``pasteable``), as are the names.
         """
         if self.workspace and self.command == "%amlflow connect":
             return " ".join(

@@ -491,7 +491,7 @@ class AmlflowMagics(Magics):
         """Tab completion: subcommands, options, cloud names, and names already fetched (no network).
 
         Names come from servers; each completion is written so that the line gives it back
-        exactly and IPython's expansion evaluates nothing in it (``commandline.magic_arg``).
+        exactly and IPython's expansion evaluates nothing in it (``pasteable.magic_arg``).
         """
         words = event.text_until_cursor.split()
         typing_new = event.text_until_cursor.endswith(" ")
@@ -525,7 +525,7 @@ class AmlflowMagics(Magics):
 
 def _inert(names: Sequence[str]) -> list[str]:
     """Names as completions a line gives back unchanged (names no magic line can carry are left out)."""
-    from .commandline import magic_arg
+    from .pasteable import magic_arg
 
     out = []
     for name in names:

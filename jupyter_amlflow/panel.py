@@ -392,7 +392,7 @@ class WorkspacePanel:
     def commands(self) -> list[str]:
         """The ``%amlflow`` commands that do what the panel does, for the current (or remembered) choice.
 
-        Every value is written with ``commandline.magic_option``: names come from servers (a
+        Every value is written with ``pasteable.magic_option``: names come from servers (a
         workspace, an experiment another user created), and a pasted command must neither change
         them nor evaluate anything in them.
         """
@@ -1024,7 +1024,7 @@ def _pick(values: list[str], *preferred: str | None) -> str | None:
 
 def _arg(value: str, placeholder: str) -> str:
     """``value`` as an inert ``%amlflow`` argument (a placeholder if no magic line can carry it)."""
-    from .commandline import magic_arg
+    from .pasteable import magic_arg
 
     try:
         return magic_arg(value)
@@ -1033,8 +1033,8 @@ def _arg(value: str, placeholder: str) -> str:
 
 
 def _option(name: str, value: str) -> str:
-    """``--name VALUE``, inert (see ``commandline``); ``--name NAME`` if no magic line can carry it."""
-    from .commandline import magic_option
+    """``--name VALUE``, inert (see ``pasteable``); ``--name NAME`` if no magic line can carry it."""
+    from .pasteable import magic_option
 
     try:
         return magic_option(name, value)

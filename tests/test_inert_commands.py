@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 from helpers import backend_client, isolated_mlflow
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
 
 
@@ -136,7 +138,7 @@ def test_error_hints_with_a_tenant_from_the_server_are_inert(ip: Any, tmp_path: 
     ],
 )  # fmt: skip
 def test_every_value_comes_back_through_expansion_and_splitting(ip: Any, value: str) -> None:
-    from jupyter_amlflow.commandline import magic_arg, magic_option
+    from jupyter_amlflow.pasteable import magic_arg, magic_option
 
     for quotes in (True, False):
         line = f"{magic_option('--experiment', value)} {magic_arg(value, quotes=quotes)} {{x}} $x"
@@ -146,8 +148,31 @@ def test_every_value_comes_back_through_expansion_and_splitting(ip: Any, value: 
         ]  # fmt: skip
 
 
+# Every character IPython's expansion or shlex treats specially, and then any printable text.
+_SPECIALS = st.sampled_from([*"ab x$${}'\"\\.#%!-_A", "é", " "])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=_SPECIALS, max_size=12) | st.text(max_size=10), st.booleans())
+def test_any_printable_value_comes_back_exactly(value: str, quotes: bool) -> None:
+    from jupyter_amlflow.pasteable import magic_arg
+
+    assume(value.isprintable())
+    shell = InteractiveShell.instance()
+    names = {name: "EXPANDED" for name in ("x", "a", "b", "A", "_", "é", "HOME", "self")}
+    shell.user_ns.update(names)
+    try:
+        line = f"connect {magic_arg(value, quotes=quotes)} --experiment e {{x}} 'it''s' $x"
+        assert shlex.split(shell.var_expand(line)) == [
+            "connect", value, "--experiment", "e", "EXPANDED", "its", "EXPANDED"
+        ]  # fmt: skip
+    finally:
+        for name in names:
+            shell.user_ns.pop(name, None)
+
+
 def test_a_value_no_magic_line_can_carry_is_refused() -> None:
-    from jupyter_amlflow.commandline import magic_arg
+    from jupyter_amlflow.pasteable import magic_arg
 
     with pytest.raises(ValueError, match="control characters"):
         magic_arg("two\nlines")
