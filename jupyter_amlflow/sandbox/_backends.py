@@ -19,13 +19,11 @@ import json
 import logging
 import os
 import shlex
-import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -96,24 +94,49 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def private_socket_dir(root: Path) -> tuple[Path, bool]:
-    """A folder for the backends' Unix sockets, mode 0700: ``root/sockets``, or a short temp folder.
-
-    Returns the folder and whether it lies outside ``root`` (then its owner removes it). A socket
-    path longer than ``sockaddr_un`` allows cannot be bound, and a sandbox root given by the
-    caller (a pytest ``tmp_path``) can be deep.
-    """
-    inside = root / "sockets"
-    if len(os.fsencode(inside / "00.sock")) <= _MAX_SOCKET_PATH:
-        inside.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory, outside = inside, False
-    else:
-        directory, outside = Path(tempfile.mkdtemp(prefix="amlflow-sock-")), True
+def private_socket_dir(root: Path) -> Path:
+    """``root/sockets``, mode 0700, for the backends' Unix sockets (inside the sandbox's folder, so
+    whatever removes that folder, the watchdog included, removes them too)."""
+    directory = root / "sockets"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     st = os.lstat(directory)  # not through a symlink someone planted
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
         raise BackendUnavailable(f"{directory} is not a folder of this user's; the backends' sockets cannot go there")
     os.chmod(directory, 0o700)  # whatever the umask, or an earlier run, left
-    return directory, outside
+    return directory
+
+
+class SocketFolder:
+    """Where the backends' sockets are, and a path short enough to connect to each.
+
+    ``sockaddr_un`` holds about 100 bytes, and a sandbox root given by the caller (a pytest
+    ``tmp_path``) can be deeper than that. The server binds a path relative to its own working
+    folder (``../sockets/N.sock``); this side connects through ``/proc/self/fd/<folder fd>/N.sock``
+    when the absolute path is too long (Linux), so the sockets never leave the sandbox's folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = private_socket_dir(root)
+        self._fd: int | None = None
+        if len(os.fsencode(self.path / "00.sock")) > _MAX_SOCKET_PATH:
+            if not os.path.isdir("/proc/self/fd"):
+                raise BackendUnavailable(
+                    f"the sandbox folder {root} is too deep for a Unix socket path here; give Sandbox(root=...) "
+                    "a shorter one, or none"
+                )
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+
+    def connect_path(self, name: str) -> str:
+        """The path to connect to the socket ``name``."""
+        if self._fd is None:
+            return str(self.path / name)
+        return f"/proc/self/fd/{self._fd}/{name}"
+
+    def close(self) -> None:
+        """Close the folder's descriptor (if one was opened)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
 
 
 class _UnixConnection(urllib3.connection.HTTPConnection):
@@ -142,7 +165,7 @@ class _UnixConnectionPool(urllib3.HTTPConnectionPool):
 class _UnixHealthConnection(http.client.HTTPConnection):
     """A plain ``http.client`` connection to a Unix socket, for the health poll."""
 
-    def __init__(self, socket_path: Path, timeout: float) -> None:
+    def __init__(self, socket_path: str, timeout: float) -> None:
         super().__init__("localhost", timeout=timeout)
         self.socket_path = socket_path
 
@@ -150,7 +173,7 @@ class _UnixHealthConnection(http.client.HTTPConnection):
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(self.timeout)
         try:
-            sock.connect(str(self.socket_path))
+            sock.connect(self.socket_path)
         except OSError:
             sock.close()
             raise
@@ -175,12 +198,13 @@ def _server_env(home: Path, tmp: Path) -> dict[str, str]:
 class Backend:
     """One ``mlflow server`` process, started on demand, stopped with its whole process group."""
 
-    def __init__(self, index: int, directory: Path, closing: threading.Event, socket_path: Path) -> None:
+    def __init__(self, index: int, directory: Path, closing: threading.Event, sockets: SocketFolder) -> None:
         self.index = index
         self.directory = directory
         self.artifacts_dir = directory / "artifacts"
         self.log_path = directory / "server.log"
-        self.socket_path = socket_path
+        self._sockets = sockets
+        self.socket_path = sockets.path / f"{index}.sock"
         self._closing = closing
         self._start_lock = threading.Lock()
         self._workspaces_lock = threading.Lock()
@@ -250,7 +274,8 @@ class Backend:
             "--host", "127.0.0.1",
             "--port", str(free_port()),
             "--workers", "1",
-            "--uvicorn-opts", f"--uds {shlex.quote(str(self.socket_path))}",
+            # Relative to the server's working folder (this backend's): short whatever the root.
+            "--uvicorn-opts", f"--uds {shlex.quote(os.path.relpath(self.socket_path, self.directory))}",
         ]  # fmt: skip
         with open(self.log_path, "ab") as out:
             # A session of its own: stop() signals the whole group, so the uvicorn worker the
@@ -279,7 +304,7 @@ class Backend:
             block=False,
             retries=False,
             timeout=urllib3.Timeout(connect=5.0, read=300.0),
-            socket_path=str(self.socket_path),
+            socket_path=self._sockets.connect_path(self.socket_path.name),
         )
 
     def _wait_healthy(self) -> None:
@@ -315,7 +340,7 @@ class Backend:
 
     def _answers_health(self) -> bool:
         # Plain http.client: the pool would log a new connection at DEBUG for every refused poll.
-        connection = _UnixHealthConnection(self.socket_path, timeout=5.0)
+        connection = _UnixHealthConnection(self._sockets.connect_path(self.socket_path.name), timeout=5.0)
         try:
             connection.request("GET", "/health")
             return connection.getresponse().status == 200
@@ -450,10 +475,8 @@ class BackendPool:
             raise ValueError("max_backends must be >= 1")
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self.socket_dir, self._own_socket_dir = private_socket_dir(root)
-        self._backends = [
-            Backend(i, root / str(i), self._closing, self.socket_dir / f"{i}.sock") for i in range(max_backends)
-        ]
+        self.sockets = SocketFolder(root)
+        self._backends = [Backend(i, root / str(i), self._closing, self.sockets) for i in range(max_backends)]
         self._placement: dict[str, Backend] = {}
         # The servers run in sessions of their own, so nothing ends them when this process exits:
         # a script that never calls stop() would leave them running.
@@ -513,5 +536,4 @@ class BackendPool:
             backend.terminate()
         for backend in self._backends:
             backend.wait_stopped()
-        if self._own_socket_dir:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
+        self.sockets.close()
