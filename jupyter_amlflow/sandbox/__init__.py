@@ -10,6 +10,11 @@ to it over HTTPS (a CA generated per run) on 127.0.0.1, as if it were Azure::
         os.environ.update(sb.service_principal)
         ...
 
+Every local process reaches 127.0.0.1: what is not public on Azure needs the sandbox's per-run
+secrets (``_access``): the backend URI's access key, the identity secret, the users' passwords on
+the device-login page, the Studio key in ``studio_url``; the ``mlflow server`` processes listen
+only on Unix sockets in a 0700 folder.
+
 See ``README.md`` (section "The sandbox") for every knob.
 """
 

@@ -17,7 +17,8 @@ What the unmodified azureml-mlflow plugin calls, under the sandbox's HTTPS origi
   and ``B/artifact/v2.0{WSP}/artifacts/<origin>/<container>[...]`` (``artifact``): artifact
   metadata, answering with SAS URLs of ``_blob`` (endpoint ``blob``). A run's container is the
   backend's own artifact directory for that run, so ``mlflow`` pointed at the backend sees the files.
-* ``B/studio/runs/<run id>?wsid=...&tid=...`` (``studio``): a run page, as Azure ML Studio links it.
+* ``B/studio/<studio key>/runs/<run id>?wsid=...&tid=...`` (``studio``): a run page, as Azure ML
+  Studio links it (``Sandbox.studio_url`` carries the key; ``_access``).
 
 Every MLflow, history and artifact call needs a bearer token of the workspace's tenant whose
 principal holds the action (``Microsoft.MachineLearningServices/workspaces/{experiments,jobs,
