@@ -420,8 +420,19 @@ class AmlflowMagics(Magics):
                 raise UsageError(
                     "%amlflow clouds add URL: give the ARM metadata URL, e.g. https://HOST/metadata/endpoints?api-version=2019-05-01"
                 )
-            added = self.session.add_clouds_from_metadata(args.url)
-            note = f"Added {', '.join(c.name for c in added)}."
+            clouds = self.session.add_clouds_from_metadata(args.url)
+            # A cloud the catalog knew already (a built-in one, say) stays as it was.
+            added = [c.name for c in clouds if c.metadata_url == args.url]
+            known = [c.name for c in clouds if c.metadata_url != args.url]
+            note = "; ".join(
+                part
+                for part in (
+                    f"Added {', '.join(added)}" if added else "",
+                    f"already known, unchanged: {', '.join(known)}" if known else "",
+                )
+                if part
+            )
+            note = note[0].upper() + note[1:] + "."
         else:
             note = "Add a custom cloud: %amlflow clouds add URL (an ARM /metadata/endpoints document)."
         rows = [

@@ -127,7 +127,7 @@ def test_a_document_may_list_the_public_clouds_as_they_are(ip: Any, decoys: Deco
     }
     url = decoys.url("azure.json", [same, decoy_entry("Fabrikam", decoys.base)])
     table = ip.run_line_magic("amlflow", f"clouds add {url}")
-    assert table.note == "Added AzureCloud, Fabrikam."
+    assert table.note == "Added Fabrikam; already known, unchanged: AzureCloud."
     rows = {row[0]: row[1] for row in table.rows}
     assert rows["AzureCloud"] == "built in"
     assert rows["Fabrikam"] == f"custom, from {url}"
