@@ -222,8 +222,8 @@ print("MODEL_ID", info.model_id)
 
 LOAD = """import mlflow, numpy as np
 X = np.array([[0.0, 1.0], [1.0, 0.0]])
-print("REGISTERED", list(mlflow.pyfunc.load_model("models:/churn/1").predict(X)))
-print("RUNS_URI", list(mlflow.pyfunc.load_model("{uri}").predict(X)))
+print("REGISTERED", [int(v) for v in mlflow.pyfunc.load_model("models:/churn/1").predict(X)])
+print("RUNS_URI", [int(v) for v in mlflow.pyfunc.load_model("{uri}").predict(X)])
 """
 
 
