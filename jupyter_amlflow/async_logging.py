@@ -16,8 +16,8 @@ mlflow's queue back and adds what the queue lacks:
   ``shut_down_async_logging``) and ``mlflow.flush_async_logging()`` drain the queue in a thread of
   their own, so an interrupt stops the wait, never the sending; disconnect (and so logout and
   ``%unload_ext``) drains it before the credential is put back;
-* a bounded flush at interpreter exit (a kernel restart kills the process about 5 s after asking
-  it to stop): whatever could not be sent is reported with its run on stderr and saved to
+* a bounded flush at interpreter exit (``EXIT_FLUSH_SECONDS``: Jupyter terminates a kernel 2.5 s
+  after asking it to stop): whatever could not be sent is reported with its run on stderr and saved to
   ``~/.jupyter_amlflow/unsent/``, from where ``resend(path)`` logs it later;
 * an opt-in (``MLFLOW_ENABLE_ASYNC_LOGGING=true`` while connected) that makes every
   ``mlflow.log_*`` call asynchronous.
@@ -61,8 +61,11 @@ POOL_ENV = "MLFLOW_ASYNC_LOGGING_THREADPOOL_SIZE"
 DEFAULT_ENV = "MLFLOW_ENABLE_ASYNC_LOGGING"
 #: Seconds the queue gathers values before sending them (mlflow reads whole seconds).
 BUFFERING_SECONDS = 1
-#: Seconds the exit flush may take: a kernel restart kills the process after about 5 s.
-EXIT_FLUSH_SECONDS = 3.0
+#: Seconds the exit flush may take. A kernel restart or shutdown from Jupyter sends SIGTERM half of
+#: ``shutdown_wait_time`` (5 s) after asking the kernel to stop, SIGKILL at 5 s (jupyter_client 8,
+#: ``KernelManager.finish_shutdown``); the kernel needs a few tenths of a second to get here, and the
+#: report must be written before the SIGTERM.
+EXIT_FLUSH_SECONDS = 1.5
 #: Problems kept for ``%amlflow status`` (each was reported when it happened).
 KEEP_PROBLEMS = 1000
 
@@ -308,7 +311,7 @@ class AsyncLogging:
             thread.start()
             threads.append(thread)
         for thread in threads:
-            thread.join(max(0.0, deadline + 0.5 - time.monotonic()))
+            thread.join(max(0.0, deadline + 0.2 - time.monotonic()))
         unsent: dict[str, Batch] = {}
         with self._lock:
             lost = [p for p in self.problems if p.kind == "not sent"]

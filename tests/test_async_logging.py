@@ -415,6 +415,37 @@ def test_the_exit_flush_is_bounded_and_saves_what_it_could_not_send(
     assert history(sb, ws, run_id) == [(step, float(step)) for step in range(200)]
 
 
+def test_a_kernel_shut_down_by_jupyter_reports_and_saves_what_it_could_not_send(
+    asb: Any, ws: Any, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    sb = asb
+    kernel = LiveKernel(env={**sb.env, **sb.service_principal, "HOME": str(tmp_path)}, cwd=tmp_path)
+    try:
+        logged = kernel.run(
+            "%load_ext jupyter_amlflow\n%config AmlflowMagics.auth = ['env']\n"
+            f"%amlflow connect {ws.arm_id} --experiment async-kernel-exit\n"
+            "import mlflow\nrun = mlflow.start_run()\n"
+            "for step in range(200):\n"
+            "    mlflow.log_metric('loss', float(step), step=step, synchronous=False)\n"
+            "print(run.info.run_id)"
+        )
+        assert logged["status"] == "ok", logged
+        run_id = logged["stdout"].strip()
+        sb.inject("mlflow", stall=60)
+        # What a restart or shutdown from Jupyter does: ask, then SIGTERM after 2.5 s, SIGKILL after 5 s.
+        kernel.client.stop_channels()
+        kernel.manager.shutdown_kernel(now=False)
+    finally:
+        sb.clear_faults()
+        if kernel.manager.is_alive():
+            kernel.manager.shutdown_kernel(now=True)
+    saved = sorted((tmp_path / ".jupyter_amlflow" / "unsent").glob("unsent-*.json"))
+    assert len(saved) == 1, capfd.readouterr().err[-3000:]
+    data = json.loads(saved[0].read_text())
+    assert [m["step"] for m in data["runs"][run_id]["metrics"]] == list(range(200))
+    assert f"200 MLflow values were not sent before the process exited (run {run_id}" in capfd.readouterr().err
+
+
 # -- Ctrl-C in a real kernel ------------------------------------------------------------------------
 def test_ctrl_c_in_the_loop_or_in_end_run_drops_no_queued_value(asb: Any, ws: Any, tmp_path: Path) -> None:
     sb = asb
