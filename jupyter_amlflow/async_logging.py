@@ -66,8 +66,16 @@ BUFFERING_SECONDS = 1
 #: ``KernelManager.finish_shutdown``); the kernel needs a few tenths of a second to get here, and the
 #: report must be written before the SIGTERM.
 EXIT_FLUSH_SECONDS = 1.5
-#: Problems kept for ``%amlflow status`` (each was reported when it happened).
-KEEP_PROBLEMS = 1000
+#: Problems kept for ``%amlflow status`` (each was reported, and values not sent saved, when it happened).
+KEEP_PROBLEMS = 100
+
+
+@dataclass(frozen=True)
+class _Note:
+    """A problem as ``%amlflow status`` recalls it (the values themselves are not kept)."""
+
+    text: str
+    count: int
 
 
 @dataclass
@@ -92,8 +100,11 @@ class AsyncLogging:
     def __init__(self, *, default_async: bool = False, exit_seconds: float = EXIT_FLUSH_SECONDS) -> None:
         self.default_async = default_async
         self.exit_seconds = exit_seconds
-        self.problems: list[Problem] = []
+        self.problems: list[_Note] = []
+        self.not_logged = 0
         self.unsent_file: Path | None = None
+        self._exiting = False
+        self._exit_unsent: list[Problem] = []
         self._adopted: dict[int, _Adopted] = {}
         self._env_set: dict[str, str] = {}  # what we set, to put back only what nobody changed since
         self._env_before: dict[str, str | None] = {}
@@ -175,10 +186,9 @@ class AsyncLogging:
         sent = f"sent in batches every {buffering} s" if buffering else "sent as they come"
         rows = [("Asynchronous logging", f"{mode}; {sent}"), ("Values waiting", str(self.waiting))]
         with self._lock:
-            problems = list(self.problems)
-        if problems:
-            count = sum(len(p.batch) for p in problems)
-            rows.append(("Values not logged", f"{count}; the last: {problems[-1].text()}"))
+            last, count = (self.problems[-1] if self.problems else None), self.not_logged
+        if last is not None:
+            rows.append(("Values not logged", f"{count}; the last: {last.text}"))
         return rows
 
     # -- the store -----------------------------------------------------------------------------------
@@ -241,10 +251,22 @@ class AsyncLogging:
 
     # -- reports -------------------------------------------------------------------------------------
     def _report(self, problem: Problem) -> None:
+        """Report values that did not reach the workspace, once; save those that were not sent.
+
+        Values not sent are written to a file at once, not kept: a long outage would otherwise
+        hold them all in memory, and a killed kernel would lose them.
+        """
+        text, saved = problem.text(), ""
         with self._lock:
-            self.problems.append(problem)
+            self.problems.append(_Note(text, len(problem.batch)))
             del self.problems[:-KEEP_PROBLEMS]
-        log.warning("jupyter_amlflow: MLflow values not logged to %s", problem.text())
+            self.not_logged += len(problem.batch)
+            exiting = self._exiting
+            if exiting and problem.kind == "not sent":
+                self._exit_unsent.append(problem)  # saved with the rest by flush_at_exit
+        if problem.kind == "not sent" and not exiting:
+            saved = "; " + _saved_note(lambda: save_unsent({problem.run_id: problem.batch}))
+        log.warning("jupyter_amlflow: MLflow values not logged to %s%s", text, saved)
 
     # -- the environment -----------------------------------------------------------------------------
     def _set_env(self) -> None:
@@ -302,6 +324,8 @@ class AsyncLogging:
         if not adopted_stores:
             return
         deadline = time.monotonic() + self.exit_seconds
+        with self._lock:
+            self._exiting = True
         threads = []
         for adopted in adopted_stores:
             adopted.sender.stop_by(deadline)
@@ -314,7 +338,7 @@ class AsyncLogging:
             thread.join(max(0.0, deadline + 0.2 - time.monotonic()))
         unsent: dict[str, Batch] = {}
         with self._lock:
-            lost = [p for p in self.problems if p.kind == "not sent"]
+            lost = list(self._exit_unsent)
         for problem in lost:
             _extend(unsent, problem.run_id, problem.batch)
         for adopted in adopted_stores:
@@ -326,21 +350,34 @@ class AsyncLogging:
     def _report_unsent(self, unsent: dict[str, Batch]) -> None:
         count = sum(len(b) for b in unsent.values())
         runs = "; ".join(f"run {run_id}: {describe(batch)}" for run_id, batch in list(unsent.items())[:5])
-        try:
+
+        def save() -> Path:
             self.unsent_file = save_unsent(unsent)
-            where = (
-                f" They are saved in {self.unsent_file}; after %amlflow connect, "
-                f"jupyter_amlflow.async_logging.resend({str(self.unsent_file)!r}) logs them."
-            )
-        except OSError as exc:
-            where = f" They could not be saved either ({exc.strerror or exc})."
+            return self.unsent_file
+
+        where = _saved_note(save)
+        message = (
+            f"jupyter_amlflow: {count} MLflow values were not sent before the process exited ({runs}). "
+            f"{where[0].upper()}{where[1:]}."
+        )
         stream = sys.__stderr__ or sys.stderr
         try:
-            print(f"jupyter_amlflow: {count} MLflow values were not sent before the process exited ({runs}).{where}",
-                  file=stream, flush=True)
+            print(message, file=stream, flush=True)
         except (OSError, ValueError):  # stderr already closed: the file and the log remain
             pass
-        log.warning("jupyter_amlflow: %d MLflow values were not sent before the process exited (%s)", count, runs)
+        log.warning("%s", message)
+
+
+def _saved_note(save: Callable[[], Path]) -> str:
+    """Save values (``save`` returns the file) and say where, and how to log them later."""
+    try:
+        path = save()
+    except OSError as exc:
+        return f"they could not be saved either ({exc.strerror or exc})"
+    return (
+        f"they are saved in {path}; after %amlflow connect, "
+        f"jupyter_amlflow.async_logging.resend({str(path)!r}) logs them"
+    )
 
 
 def _extend(runs: dict[str, Batch], run_id: str, batch: Batch) -> None:
@@ -407,12 +444,18 @@ def save_unsent(runs: dict[str, Batch]) -> Path:
             for run_id, b in runs.items()
         },
     }
-    path = directory / f"unsent-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
-    fd = os.open(path, flags, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(data, out)
-    return path
+    stem = f"unsent-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    for n in range(1000):
+        path = directory / (f"{stem}.json" if n == 0 else f"{stem}-{n}.json")
+        try:
+            fd = os.open(path, flags, 0o600)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            json.dump(data, out)
+        return path
+    raise FileExistsError(f"no free file name for {stem}.json in {directory}")
 
 
 def _current_tracking_uri() -> str | None:

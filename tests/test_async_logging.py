@@ -232,6 +232,41 @@ def test_one_invalid_value_in_a_batch_loses_only_itself_and_is_reported_once(
     assert status_rows(shell)["Values not logged"].startswith("2; the last: run ")
 
 
+def test_values_the_workspace_cannot_take_in_time_are_saved_at_once_and_resent_later(
+    shell: Any, asb: Any, ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import mlflow
+
+    from jupyter_amlflow.async_logging import resend
+
+    sb = asb
+    monkeypatch.setenv("HOME", str(tmp_path))
+    caplog.set_level(logging.WARNING, logger="jupyter_amlflow.async_logging")
+    conn = connect(shell, ws, "async-saved")
+    client = mlflow.MlflowClient()
+    run_id = client.create_run(conn.experiment.experiment_id).info.run_id
+    # Throttled for longer than a batch may wait (a minute): no point waiting, the values are saved.
+    sb.inject("mlflow", status=429, retry_after=120, times=1)
+    for step in range(50):
+        client.log_metric(run_id, "loss", float(step), step=step, synchronous=False)
+    mlflow.flush_async_logging()
+
+    saved = sorted((tmp_path / ".jupyter_amlflow" / "unsent").glob("unsent-*.json"))
+    assert len(saved) == 1 and (saved[0].stat().st_mode & 0o777) == 0o600
+    [report] = [r.getMessage() for r in caplog.records if r.name == "jupyter_amlflow.async_logging"]
+    assert report.startswith(
+        f"jupyter_amlflow: MLflow values not logged to run {run_id}: 50 values: metric 'loss' (50, steps 0-49) "
+        "(not sent: HTTP 429 TooManyRequests: Injected fault: 429 TooManyRequests.; the workspace asked to wait "
+        "120 s, longer than the time left); they are saved in "
+    ), report
+    assert str(saved[0]) in report
+    assert status_rows(shell)["Values not logged"].startswith("50; the last: run ")
+    assert history(sb, ws, run_id) == []
+
+    assert resend(saved[0]) == 50
+    assert history(sb, ws, run_id) == [(step, float(step)) for step in range(50)]
+
+
 @pytest.mark.parametrize("way_out", ["%%amlflow run", "%amlflow logout", "%unload_ext"])
 def test_every_way_out_sends_what_is_queued_first(shell: Any, asb: Any, ws: Any, way_out: str) -> None:
     import mlflow
