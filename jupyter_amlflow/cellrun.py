@@ -51,7 +51,7 @@ def run_cell(
     # IPython syntax inside the cell (magics, !shell) is turned into Python first.
     source = shell.transform_cell(cell) if shell is not None else cell
     tree, last = _split_last_expression(source)
-    filename = shell.compile.cache(source) if shell is not None else "<amlflow-run>"
+    filename = _cache_as_the_cell(shell, cell, source, tree, last) if shell is not None else "<amlflow-run>"
     import mlflow
 
     run = mlflow.start_run(run_name=name, experiment_id=experiment_id, tags=tags or None)
@@ -61,13 +61,57 @@ def run_cell(
         mlflow.log_text(cell, CELL_ARTIFACT)
         exec(compile(tree, filename, "exec"), namespace)
         value = eval(compile(last, filename, "eval"), namespace) if last is not None else None
-    except BaseException:
+    except BaseException as exc:
         mlflow.end_run(status="FAILED")
         show(_summary(conn.run_url(run_id), run, "FAILED"))
+        if shell is not None and isinstance(exc, Exception):
+            _traceback_from_the_cell(shell, exc, filename)
         raise
     mlflow.end_run()
     show(_summary(conn.run_url(run_id), run, "FINISHED"))
     return value
+
+
+def _cache_as_the_cell(shell: Any, cell: str, source: str, tree: ast.Module, last: ast.Expression | None) -> str:
+    """Register the code under the running cell's number and lines, so tracebacks read as a plain cell's.
+
+    IPython keeps a cell's raw text in its input history (``In``) before running it; a cell magic
+    receives only what follows its first line. With that line back on top (and the code's line
+    numbers moved down one), a traceback says "Cell In[7], line 3" and shows the cell as written.
+    Without it (a cell run without history), the body is numbered on its own.
+    """
+    history = shell.history_manager.input_hist_raw if shell.history_manager is not None else []
+    first, newline, body = history[-1].partition("\n") if history else ("", "", "")
+    if not (newline and first.lstrip().startswith("%%") and body.rstrip() == cell.rstrip()):
+        return str(shell.compile.cache(source, shell.execution_count))
+    ast.increment_lineno(tree, 1)
+    if last is not None:
+        ast.increment_lineno(last, 1)
+    return str(shell.compile.cache(f"{first}\n{source}", len(history) - 1))
+
+
+def _traceback_from_the_cell(shell: Any, exc: Exception, filename: str) -> None:
+    """Have IPython show ``exc`` from the cell's own code on, as it does for a plain cell.
+
+    Unwinding, the exception also passes IPython's ``run_cell_magic``, the magic and this module:
+    frames a person did not write and cannot act on. IPython asks an exception for its own
+    rendering (``_render_traceback_``, its protocol for remote tracebacks) before formatting one;
+    this one renders the same traceback, minus those frames, in the shell's current ``%xmode``.
+    """
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    if tb is None or hasattr(exc, "_render_traceback_"):  # not from the cell, or it renders itself
+        return
+    cell_tb = tb
+
+    def render() -> list[str]:
+        return shell.InteractiveTB.structured_traceback(type(exc), exc, cell_tb, 0)
+
+    try:
+        exc._render_traceback_ = render  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):  # an exception type without instance attributes: shown in full
+        pass
 
 
 def _summary(url: str | None, run: Any, status: str) -> Message:

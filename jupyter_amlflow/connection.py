@@ -476,6 +476,8 @@ class Session:
     ) -> _Plan:
         from . import references
 
+        if experiment is not None:
+            tracking.check_experiment_name(experiment)
         if reference and (subscription or resource_group or workspace):
             raise WorkspaceReferenceError(
                 "Give the workspace either as one reference or as --subscription/--resource-group/--workspace",
@@ -647,6 +649,7 @@ class Session:
     def find_experiment(self, name: str) -> tracking.ExperimentRef:
         """The connected workspace's experiment ``name``, created if missing (under the timeout)."""
         conn = self.require_connection()
+        tracking.check_experiment_name(name)
 
         def find(watch: _Watch) -> tracking.ExperimentRef:
             # A lookup the caller gave up on must not create the experiment later.
@@ -727,15 +730,14 @@ class Session:
                 "set by hand",
             )
         else:
-            note, origin = "Run %amlflow connect (or %amlflow panel) to connect to a workspace.", "mlflow's default"
-        return KeyValues(
-            "Not connected",
-            [
-                ("Platform", platform),
-                ("Tracking URI", f"{current or 'not set'} ({origin})"),
-            ],
-            note,
-        )
+            note, origin = "Run %amlflow connect (or %amlflow panel) to connect to a workspace.", ""
+        # Nothing set: before connect mlflow may not be imported yet, after disconnect it reports its
+        # own default; either way it logs to the same local store, so both say the same.
+        shown = f"{current or preset} ({origin})" if origin else NOT_SET
+        return KeyValues("Not connected", [("Platform", platform), ("Tracking URI", shown)], note)
+
+
+NOT_SET = "not set: mlflow logs to its local default store in the working folder"
 
 
 def _set_by_hand() -> bool:

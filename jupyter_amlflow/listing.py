@@ -63,7 +63,8 @@ def list_things(
     )
     workspaces = sorted(found.workspaces, key=lambda w: (w.name.lower(), w.resource_group.lower()))
     rows = [[w.name, w.resource_group, w.location, w.subscription_id] for w in workspaces]
-    note = f"Connect: %amlflow connect --subscription SUB --resource-group RG --workspace NAME ({found.method})"
+    note = f"Found with {found.method}. "
+    note += "Connect: %amlflow connect --subscription SUB --resource-group RG --workspace NAME"
     if found.errors:
         note += "; not listed: " + "; ".join(f"{sub}: {err.what}" for sub, err in found.errors.items())
     return Table("Workspaces", ["Name", "Resource group", "Region", "Subscription"], rows, note), [

@@ -404,7 +404,9 @@ class AmlflowMagics(Magics):
         return self.session.status()
 
     def _do_disconnect(self, args: argparse.Namespace) -> Message:
-        name = self.session.require_connection().workspace.name
+        if self.session.connection is None:  # nothing to undo is not an error
+            return Message("Not connected to a workspace; nothing to disconnect.")
+        name = self.session.connection.workspace.name
         self.session.disconnect()
         return Message(f"Disconnected from {name}; MLflow is set back to what it was before connect.")
 

@@ -379,6 +379,20 @@ class ExperimentRef:
     created: bool
 
 
+def check_experiment_name(name: str) -> None:
+    """Refuse, before any request, a name MLflow refuses (its ``_validate_experiment_name``: empty).
+
+    Blank names go too: a name of spaces alone is a typo, and the server's refusal of an empty
+    one reads as if the workspace were at fault.
+    """
+    if not name.strip():
+        raise AmlflowError(
+            f"The experiment name {name!r} is blank",
+            "MLflow needs a name to find or create an experiment",
+            "Give a name, e.g. my-experiment (quote a name with spaces: 'my experiment')",
+        )
+
+
 def resolve_experiment(
     tracking_uri: str,
     name: str | None,

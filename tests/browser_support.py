@@ -41,14 +41,27 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 
-def require_chromium() -> None:
-    """Skip when Debian's chromium is missing, unless CI demands the browser tests run."""
-    if CHROMIUM.exists():
-        return
-    reason = f"{CHROMIUM} is missing (apt-get install chromium)"
+def _unavailable(reason: str) -> None:
     if os.environ.get("AMLFLOW_REQUIRE_BROWSER") == "1":
         pytest.fail(f"AMLFLOW_REQUIRE_BROWSER=1 but {reason}", pytrace=False)
     pytest.skip(reason)
+
+
+def require_chromium() -> None:
+    """Skip when Debian's chromium is missing, unless CI demands the browser tests run."""
+    if not CHROMIUM.exists():
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+def launch(playwright: Any) -> Any:
+    """Debian's Chromium, headless; a skip saying why when it is missing or does not start."""
+    require_chromium()
+    try:
+        return playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+    except Exception as exc:  # playwright's Error: its message says what the browser printed
+        detail = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        _unavailable(f"{CHROMIUM} did not start: {detail}")
+        raise  # not reached: skip and fail raise
 
 
 @dataclass
@@ -194,7 +207,7 @@ def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        browser = launch(p)
         try:
             context = browser.new_context(
                 ignore_https_errors=True,

@@ -9,8 +9,10 @@
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -230,6 +232,21 @@ def sandbox(amlflow_sandbox: Any, secret_check: SecretCheck) -> Any:
     secret_check.add_source(amlflow_sandbox.issued_secrets)
     secret_check.excluded_dirs.append(amlflow_sandbox.root)
     return amlflow_sandbox
+
+
+@pytest.fixture
+def ctrl_c() -> Iterator[Callable[[], None]]:
+    """Press Ctrl-C in the main thread: call the returned function from another thread.
+
+    ``_thread.interrupt_main()`` does nothing when SIGINT is ignored, which is what a suite started
+    in the background inherits (``cmd &``, ``nohup``, several CI runners). Python's own handler is
+    installed for the test's duration, so the press lands whatever disposition the suite inherited.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield _thread.interrupt_main
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

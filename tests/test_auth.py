@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import _thread
 import json
 import os
 import stat
@@ -11,6 +10,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -456,13 +456,13 @@ def test_cancelled_device_code_wait_sends_and_saves_nothing_later(sb: Any, cloud
 
 
 def test_keyboard_interrupt_during_the_wait_tells_the_renderer_and_saves_nothing(
-    sb: Any, cloud: Cloud, home: Path
+    sb: Any, cloud: Cloud, home: Path, ctrl_c: Callable[[], None]
 ) -> None:
     recorder = Recorder()
 
     def interrupt() -> None:
         if recorder.shown.wait(30):
-            _thread.interrupt_main()  # what Ctrl-C does to the thread running sign_in
+            ctrl_c()  # what Ctrl-C does to the thread running sign_in
 
     threading.Thread(target=interrupt, daemon=True).start()
     with pytest.raises(KeyboardInterrupt):

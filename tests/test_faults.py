@@ -312,10 +312,10 @@ def _listing_case(sb: Any, row: Row, ip: Any) -> str:
     assert mlflow_state() == before
     if row.outcome == "retried":
         sb.clear_faults()
-        assert "(Resource Graph)" in repr(table)
+        assert "Found with Resource Graph." in repr(table)
         return f"{retried(sb, row, since)}; listed in {took:.2f} s"
     assert took <= TIMEOUT + 1, took
-    assert "(per-subscription listing)" in repr(table)
+    assert "Found with per-subscription listing." in repr(table)
     settle_stall(sb, row.endpoint, since)
     [stalled] = started_since(sb, "resource_graph", since)
     assert stalled.status == 0
@@ -556,10 +556,8 @@ def test_logging_from_threads_after_connect(fsb: Any, kernel: LiveKernel, secret
 
 
 # -- the interrupt without a kernel: the caller's own thread ---------------------------------------
-def test_interrupting_a_slow_experiment_lookup_restores_everything(user_env: Any) -> None:
+def test_interrupting_a_slow_experiment_lookup_restores_everything(user_env: Any, ctrl_c: Callable[[], None]) -> None:
     """Ctrl-C in a script (the caller's own thread) while connect waits on the MLflow API."""
-    import _thread
-
     sb = user_env
     ws = sb.workspaces[0]
     session = Session(timeout=60, auth=["env"])
@@ -575,7 +573,7 @@ def test_interrupting_a_slow_experiment_lookup_restores_everything(user_env: Any
         wait_for(lambda: fault.hits > 0, 30)
         time.sleep(0.2)  # well inside the wait
         sent.append(time.monotonic())
-        _thread.interrupt_main()
+        ctrl_c()
 
     threading.Thread(target=press_ctrl_c, daemon=True).start()
     experiment = f"never-{uuid.uuid4().hex[:8]}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -35,6 +36,24 @@ def test_readme_starts_with_the_two_commands() -> None:
     assert readme_command("demo").startswith("python3 -m venv .venv")
     ci = (REPO / ".ci" / "run").read_text()
     assert "test-command" in ci and "bash -c \"$test_command\"" in ci
+
+
+def test_the_build_configuration_is_the_current_form() -> None:
+    """setuptools < 77 reads only the deprecated TOML-table license and prints a banner per build."""
+    from packaging.licenses import canonicalize_license_expression
+    from packaging.requirements import Requirement
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    config = tomllib.loads((REPO / "pyproject.toml").read_text())
+    license = config["project"]["license"]
+    assert isinstance(license, str) and canonicalize_license_expression(license) == license
+    setuptools = next(Requirement(r) for r in config["build-system"]["requires"] if r.startswith("setuptools"))
+    assert not setuptools.specifier.contains("76.9") and setuptools.specifier.contains("77.0")
+
+
+def _as_in_the_background() -> None:
+    # What `cmd &` in a script, nohup and several CI runners do: the commands must not need SIGINT.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _clean_copy(target: Path) -> None:
@@ -69,13 +88,25 @@ def test_readme_commands_work_on_a_fresh_copy(tmp_path: Path) -> None:
         }
     )
     demo = subprocess.run(
-        ["bash", "-c", readme_command("demo")], cwd=copy, env=env, capture_output=True, text=True, timeout=1500
+        ["bash", "-c", readme_command("demo")],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_as_in_the_background,
     )
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     out = demo.stdout
+    # The first screen is the summary: no build banners, no kernel warnings, only our "# ..." lines.
+    assert [line for line in demo.stderr.splitlines() if not line.startswith("# ")] == [], demo.stderr[-3000:]
+    assert out.startswith("Executed "), out[:3000]
     assert "Executed " in out and "all succeeded" in out, out
     assert re.search(r"quickstart\s+\[FINISHED\]", out) and "rmse=" in out and "learning_rate=0.02" in out, out
     assert re.search(r"Studio:\s+https://127\.0\.0\.1:\d+/studio/runs/[0-9a-f]{32}\?wsid=/subscriptions/", out), out
+    # The links die with the demo: it says so, and how to keep them.
+    assert out.rstrip().endswith("run examples/quickstart.ipynb --keep-running"), out[-500:]
 
     # "Use it with Azure" installs with a plain `pip install .`: into the same venv, from the copy.
     assert INSTALL in (REPO / "README.md").read_text()
@@ -93,7 +124,14 @@ def test_readme_commands_work_on_a_fresh_copy(tmp_path: Path) -> None:
 
     env["PYTEST_ADDOPTS"] = "-p no:cacheprovider -k 'test_cloud_metadata_describes_the_sandbox or test_connect_by_names_logs_to_the_workspace'"
     tests = subprocess.run(
-        ["bash", "-c", readme_command("test")], cwd=copy, env=env, capture_output=True, text=True, timeout=1500
+        ["bash", "-c", readme_command("test")],
+        cwd=copy,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1500,
+        stdin=subprocess.DEVNULL,
+        preexec_fn=_as_in_the_background,
     )
     assert tests.returncode == 0, tests.stdout[-3000:] + tests.stderr[-3000:]
     assert re.search(r"\b2 passed\b", tests.stdout), tests.stdout[-2000:]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -114,10 +116,108 @@ def test_command_line_prints_exports_and_stops_cleanly_on_sigterm(tmp_path: Path
             if proc.poll() is None:
                 proc.kill()
     assert proc.returncode == 0
-    assert "sandbox stopped" in proc.stderr.read()
+    said = proc.stderr.read()
+    assert "sandbox stopped" in said
+    # One line to paste into a notebook, naming the first workspace (tests/test_sandbox_cli.py pastes it).
+    assert re.search(
+        r"^%amlflow connect /subscriptions/[0-9a-f-]{36}/resourceGroups/rg-ml-1/providers/"
+        r"Microsoft\.MachineLearningServices/workspaces/mlw-1-1$",
+        said,
+        re.M,
+    ), said
     assert all(not Path(f"/proc/{c}").exists() for c in children)
     # Nothing written outside the sandbox's own temp dir (which it removed).
     assert list(home.iterdir()) == [] and list(work.iterdir()) == [] and list(tmp.iterdir()) == []
+
+
+# A process holding a sandbox with a running backend; "stop" on stdin stops it cleanly.
+_HOLDER = """
+import json, sys
+from jupyter_amlflow.sandbox import Sandbox
+sb = Sandbox(subscriptions=1, workspaces_per_subscription=1, max_backends=1).start()
+print(json.dumps({"root": str(sb.root), "backend": sb.mlflow.backend_status()[0].pid}), flush=True)
+if sys.stdin.readline().strip() == "stop":
+    sb.stop()
+    print("stopped", flush=True)
+sys.stdin.readline()
+"""
+
+
+def _process_tree(root: int) -> dict[int, str]:
+    """Every descendant of ``root``: pid -> start time (so a reused pid is not taken for it)."""
+    parents: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry.name)], started[int(entry.name)] = int(fields[1]), fields[19]
+    tree, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in tree:
+                tree[pid] = started[pid]
+                frontier.append(pid)
+    return tree
+
+
+def _still_running(processes: dict[int, str]) -> list[str]:
+    """The processes of ``processes`` that still run (a zombie has ended; nothing can kill it)."""
+    left = []
+    for pid, start in processes.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and fields[19] == start:
+            left.append(stat.split(")", 1)[0] + ")")
+    return left
+
+
+@pytest.mark.parametrize("ending", ["SIGTERM", "SIGKILL", "stop()"])
+def test_an_owner_that_goes_away_leaves_no_process_and_no_folder(ending: str, tmp_path: Path) -> None:
+    # TMPDIR of its own: the sandbox folder is created there, and nothing else may be left in it.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER],
+        env={**os.environ, "TMPDIR": str(tmp)},
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        line = holder.stdout.readline()
+        assert line, holder.stderr.read()
+        started = json.loads(line)
+        root = Path(started["root"])
+        processes = _process_tree(holder.pid)
+        # At least the mlflow server (a session of its own) and its uvicorn worker.
+        assert started["backend"] in processes and len(processes) >= 2, processes
+        assert root.parent == tmp and (root / "backends" / "0" / "mlflow.db").exists()
+        if ending == "stop()":
+            holder.stdin.write("stop\n")
+            holder.stdin.flush()
+            assert holder.stdout.readline() == "stopped\n", holder.stderr.read()
+            assert holder.poll() is None  # the owner runs on; what it started is gone already
+        else:
+            holder.send_signal(getattr(signal, ending))
+            holder.wait(30)
+        # The watchdog gives the servers up to 10 s to stop on SIGTERM before it SIGKILLs them.
+        deadline = time.monotonic() + 60
+        while (_still_running(processes) or root.exists()) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert _still_running(processes) == []
+        assert list(tmp.iterdir()) == []
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait(30)
 
 
 def test_guard_refuses_and_records_a_connection_beyond_loopback() -> None:

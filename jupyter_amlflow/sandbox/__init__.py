@@ -42,6 +42,7 @@ from ._http import (
 from ._model import LOCATIONS, ROLES, Directory, Identity, Subscription, Tenant, Workspace
 from ._tls import make_client_certificate, make_server_tls
 from ._tokens import FederationIssuer, TokenAuthority, TokenRejected
+from ._watchdog import Watchdog
 
 __all__ = [
     "FOREIGN_ENV",
@@ -125,6 +126,8 @@ class Sandbox:
             does not wait for it.
         cloud: The sandbox cloud's name.
         root: Where to keep the sandbox's files (a fresh temp dir, removed at stop, when None).
+            Should this process end without ``stop()`` (SIGKILL, a CI timeout), a watchdog
+            process (``_watchdog.py``) stops the mlflow servers and removes that temp dir.
     """
 
     def __init__(
@@ -161,6 +164,8 @@ class Sandbox:
         self._own_root = root is None
         self.root = Path(root) if root is not None else Path(tempfile.mkdtemp(prefix="amlflow-sandbox-"))
         self.root.mkdir(parents=True, exist_ok=True)
+        # Cleans up if this process dies without stop(): SIGKILL, a CI timeout, an unhandled SIGTERM.
+        self._watchdog = Watchdog(self.root if self._own_root else None)
         self.directory = Directory()
         self.faults = Faults()
         self._log: list[RequestRecord] = []
@@ -185,6 +190,7 @@ class Sandbox:
             from ._mlflow import MlflowService
 
             self.mlflow = MlflowService(self, max_backends=self._max_backends)
+            self.mlflow.pool.watch_with(self._watchdog)
             if self._prestart_backend:
                 # An mlflow server needs seconds to come up: spawn it first, so that time overlaps
                 # everything below instead of adding to it.
@@ -252,6 +258,7 @@ class Sandbox:
         self.started = False
         if self._own_root:
             shutil.rmtree(self.root, ignore_errors=True)
+        self._watchdog.release()
 
     def __enter__(self) -> Sandbox:
         return self.start()

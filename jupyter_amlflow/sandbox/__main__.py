@@ -1,18 +1,14 @@
-"""``amlflow-sandbox`` / ``python -m jupyter_amlflow.sandbox``: run the sandbox in the foreground.
+"""``amlflow-sandbox`` / ``python -m jupyter_amlflow.sandbox``: the sandbox on the command line.
 
-Prints ``export`` lines a shell can eval (secrets are read from 0600 files, never printed),
-then serves until Ctrl-C or SIGTERM, and stops with every child process gone::
-
-    amlflow-sandbox --env-file sandbox.env &
-    . ./sandbox.env      # once the file exists
-
-``amlflow-sandbox run NOTEBOOK`` instead executes a notebook headless against a fresh sandbox
-and prints the runs it logged (see ``runner.py``).
+``amlflow-sandbox`` serves in the foreground; ``amlflow-sandbox run NOTEBOOK`` executes a notebook
+against a fresh sandbox (``runner.py``). The help text is ``DESCRIPTION`` below: plain text,
+as a terminal shows it.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import signal
 import sys
@@ -21,9 +17,28 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from ..pasteable import connect_command
 from . import Sandbox
 
 SECRET_NAMES = ("AZURE_CLIENT_SECRET",)
+
+USAGE = """%(prog)s [options]
+       %(prog)s run NOTEBOOK [options]     (see: %(prog)s run --help)"""
+
+DESCRIPTION = """\
+A local stand-in for Entra ID, Azure Resource Manager and the Azure ML MLflow API, in front of real
+mlflow servers, on 127.0.0.1 over HTTPS.
+
+amlflow-sandbox [options]
+  Serve until Ctrl-C or SIGTERM, then stop with every child process. Prints export lines a shell
+  can eval (the client secret is read from a 0600 file, never printed), then a %amlflow connect
+  line to paste into a notebook started from that shell:
+
+    amlflow-sandbox --env-file sandbox.env &
+    . ./sandbox.env      # once the file exists
+
+amlflow-sandbox run NOTEBOOK [options]
+  Execute a notebook headless against a fresh sandbox and print the runs it logged."""
 
 
 def export_lines(sb: Sandbox) -> list[str]:
@@ -40,13 +55,46 @@ def export_lines(sb: Sandbox) -> list[str]:
     return lines
 
 
+def ready_lines(sb: Sandbox) -> list[str]:
+    """What a person reads once the sandbox serves, ending with a line to paste into a notebook."""
+    lines = [f"# sandbox ready at {sb.base_url} with {len(sb.workspaces)} workspaces; Ctrl-C stops it"]
+    if sb.workspaces:
+        lines += [
+            "# In Jupyter started from a shell with the exports above, after %load_ext jupyter_amlflow:",
+            connect_command(sb.workspaces[0].arm_id),
+        ]
+    return lines
+
+
+def _program() -> list[str]:
+    """How this program was started, for the commands it suggests."""
+    if os.path.basename(sys.argv[0]) == "amlflow-sandbox":
+        return [sys.argv[0]]
+    return [sys.executable, "-m", "jupyter_amlflow.sandbox"]
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="amlflow-sandbox", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="amlflow-sandbox",
+        usage=USAGE,
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--subscriptions", type=int, default=2)
-    p.add_argument("--workspaces-per-subscription", type=int, default=2)
-    p.add_argument("--tenants", type=int, default=1)
+    p.add_argument("--subscriptions", type=int, default=2, metavar="N", help="subscriptions to create (default 2)")
+    p.add_argument(
+        "--workspaces-per-subscription",
+        type=int,
+        default=2,
+        metavar="N",
+        help="workspaces in each subscription (default 2)",
+    )
+    p.add_argument(
+        "--tenants",
+        type=int,
+        default=1,
+        metavar="N",
+        help="tenants (default 1); subscriptions are spread over them, the service principal is in all",
+    )
     p.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds an access token lives")
     p.add_argument("--no-mlflow", action="store_true", help="serve identity and Resource Manager only")
     p.add_argument("--env-file", type=Path, help="also write the export lines to this file (mode 0600)")
@@ -56,12 +104,19 @@ def _parser() -> argparse.ArgumentParser:
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="amlflow-sandbox run",
-        description="Execute a notebook headless against a fresh sandbox; print the runs it logged.",
+        description="Execute a notebook headless against a fresh sandbox; print the runs it logged. Their "
+        "Studio links open while the sandbox runs: --keep-running keeps it serving until Ctrl-C.",
     )
     p.add_argument("notebook", help="the .ipynb to execute")
-    p.add_argument("--subscriptions", type=int, default=1)
-    p.add_argument("--workspaces-per-subscription", type=int, default=1)
-    p.add_argument("--timeout", type=int, default=600, help="seconds a cell may take")
+    p.add_argument("--subscriptions", type=int, default=1, metavar="N", help="subscriptions to create (default 1)")
+    p.add_argument(
+        "--workspaces-per-subscription",
+        type=int,
+        default=1,
+        metavar="N",
+        help="workspaces in each subscription (default 1)",
+    )
+    p.add_argument("--timeout", type=int, default=600, metavar="SECONDS", help="seconds a cell may take")
     p.add_argument("--output", type=Path, help="write the executed notebook here")
     p.add_argument("--keep-running", action="store_true", help="keep serving afterwards so the Studio links open")
     return p
@@ -73,7 +128,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["run"]:
         from .runner import main as run_main
 
-        return run_main(_run_parser().parse_args(argv[1:]))
+        args = _run_parser().parse_args(argv[1:])
+        args.command_line = [*_program(), *argv]  # to suggest the same command with --keep-running
+        return run_main(args)
     args = _parser().parse_args(argv)
     stop = threading.Event()
 
@@ -96,11 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.env_file.write_text("\n".join(lines) + "\n")
             args.env_file.chmod(0o600)
         print("\n".join(lines), flush=True)
-        print(
-            f"# sandbox ready at {sb.base_url} with {len(sb.workspaces)} workspaces; Ctrl-C stops it",
-            file=sys.stderr,
-            flush=True,
-        )
+        print("\n".join(ready_lines(sb)), file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:

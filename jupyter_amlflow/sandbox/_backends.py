@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import urllib3
 
@@ -37,6 +37,13 @@ _POLL = 0.05
 # Client-side settings and credentials that must not reach a server process (they would change
 # what it does, or put a secret into a process that needs none).
 _SCRUBBED_PREFIXES = ("AZURE_", "AZUREML_", "MLFLOW_", "IDENTITY_", "MSI_", "ARM_CLOUD_")
+
+
+class GroupWatcher(Protocol):
+    """Kills the process groups it was told about if this process dies (``_watchdog.Watchdog``)."""
+
+    def watch_group(self, pgid: int) -> None: ...
+    def forget_group(self, pgid: int) -> None: ...
 
 
 class BackendUnavailable(Exception):
@@ -110,6 +117,7 @@ class Backend:
         self._spawned_at = 0.0
         self.startup_seconds: float | None = None
         self.workspaces: set[str] = set()  # mlflow workspaces known to exist on this server
+        self.watcher: GroupWatcher | None = None
 
     # -- process -------------------------------------------------------------------------------
     def status(self, workspaces: int) -> BackendStatus:
@@ -181,6 +189,8 @@ class Backend:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
+        if self.watcher is not None:
+            self.watcher.watch_group(self._process.pid)
         self._ready = False
         self._spawned_at = time.monotonic()
         self._pool = self._new_pool()
@@ -257,14 +267,18 @@ class Backend:
         process = self._process
         if process is None:
             return
-        if not self._wait_group_gone(process, grace):
+        gone = self._wait_group_gone(process, grace)
+        if not gone:
             log.warning("mlflow backend %d ignored SIGTERM for %g s; killing it", self.index, grace)
             try:
                 os.killpg(process.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-            if not self._wait_group_gone(process, 5.0):
+            gone = self._wait_group_gone(process, 5.0)
+            if not gone:
                 log.error("mlflow backend %d (process group %d) survived SIGKILL", self.index, process.pid)
+        if gone and self.watcher is not None:
+            self.watcher.forget_group(process.pid)  # its id may now go to any new process
         if self._pool is not None:
             self._pool.close()
         self._ready = False
@@ -366,6 +380,11 @@ class BackendPool:
         # The servers run in sessions of their own, so nothing ends them when this process exits:
         # a script that never calls stop() would leave them running.
         atexit.register(self.stop)
+
+    def watch_with(self, watcher: GroupWatcher) -> None:
+        """Report every server's process group to ``watcher``, which kills them if this process dies."""
+        for backend in self._backends:
+            backend.watcher = watcher
 
     @property
     def backends(self) -> list[Backend]:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,16 +81,27 @@ def run_notebook(
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
+    from traitlets.config import Config
 
     nb = nbformat.read(str(notebook), as_version=4)
     write_config(workdir, sb.workspaces[0])
     env = {**os.environ, **sb.env, **sb.service_principal}
     started = time.time()
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True)
+    # IPC: the kernel's sockets are files in a folder of our own (mode 0700), so no port is open to
+    # other local users, and ipykernel has no "running over TCP without encryption" warning to print
+    # over the summary. An absolute path: the default ("kernel-ipc") is relative, and the kernel
+    # runs in another folder than this process.
+    sockets = Path(tempfile.mkdtemp(prefix="amlflow-kernel-"))
+    # A Unix socket path holds at most 107 bytes; under a very long TMPDIR, TCP it is.
+    ipc = {"transport": "ipc", "ip": str(sockets / "kernel")} if len(str(sockets)) < 90 else {}
+    transport = Config({"KernelManager": ipc})
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, config=transport)
     try:
         client.execute(env=env, cwd=str(workdir))
     except CellExecutionError:  # allow_errors=True records errors in the outputs instead
         pass
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     failed = [
         (i, f"{out.get('ename')}: {out.get('evalue')}")
         for i, cell in enumerate(nb.cells)
@@ -176,8 +190,30 @@ def print_report(report: Report, out: TextIO = sys.stdout) -> None:
             print(f"    Studio:    {run.studio_url}", file=out)
 
 
+def print_links_note(again: str, out: TextIO = sys.stdout) -> None:
+    """Say that the Studio links die with the sandbox, and how to keep it serving."""
+    print(
+        "The Studio links above open only while the sandbox runs, and it stops now. To click them, run:\n"
+        f"  {again}",
+        file=out,
+    )
+
+
+def _serve_until_stopped() -> None:
+    """Block until Ctrl-C or SIGTERM (kill PID), whatever SIGINT disposition this process inherited."""
+    stop = threading.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda *_: stop.set()) for signum in signals}
+    try:
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(args: Any) -> int:
-    """The ``run`` subcommand."""
+    """The ``run`` subcommand (``args.command_line``: how it was started, to suggest it again)."""
     from . import Sandbox
 
     notebook = Path(args.notebook).resolve()
@@ -192,15 +228,17 @@ def main(args: Any) -> int:
             print(f"# sandbox ready at {sb.base_url}; running {notebook.name} headless...", file=sys.stderr, flush=True)
             report = run_notebook(sb, notebook, workdir=workdir, timeout=args.timeout, output=args.output)
             print_report(report)
-            if args.keep_running and report.runs:
+            linked = any(run.studio_url for run in report.runs)
+            if linked and not args.keep_running:
+                print_links_note(shlex.join([*args.command_line, "--keep-running"]))
+            if linked and args.keep_running:
+                sys.stdout.flush()  # the links, before waiting: stdout may be a pipe (| tee)
                 print(
-                    "# the sandbox keeps running so the Studio links work; Ctrl-C stops it", file=sys.stderr, flush=True
+                    f"# the sandbox keeps running so the Studio links open; Ctrl-C (or kill {os.getpid()}) stops it",
+                    file=sys.stderr,
+                    flush=True,
                 )
-                try:
-                    while True:
-                        time.sleep(1)
-                except KeyboardInterrupt:
-                    pass
+                _serve_until_stopped()
         return 0 if report.ok else 1
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
