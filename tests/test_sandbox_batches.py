@@ -73,31 +73,28 @@ def values(n: int, prefix: str) -> list[dict[str, str]]:
 
 
 @pytest.mark.parametrize(
-    ("body", "what", "got"),
+    "body",
     [
-        ({"metrics": metrics(1001)}, "1000 metrics", "1001 metrics"),
-        ({"params": values(101, "p")}, "100 params", "101 params"),
-        ({"tags": values(101, "t")}, "100 tags", "101 tags"),
-        (
-            {"metrics": metrics(950), "params": values(30, "p"), "tags": values(30, "t")},
-            "1000 metrics, params, and tags",
-            "1010 metrics, params, and tags",
-        ),
+        {"metrics": metrics(1001)},
+        {"params": values(101, "p")},
+        {"tags": values(101, "t")},
+        {"metrics": metrics(950), "params": values(30, "p"), "tags": values(30, "t")},
     ],
     ids=["metrics", "params", "tags", "total"],
 )
 @pytest.mark.parametrize("call", ["mlflow/runs/log-batch", "preview/mlflow/runs/log-batch-async"])
 def test_a_batch_over_mlflows_limits_is_refused_and_nothing_of_it_lands(
-    sb: Any, ws: Any, api: Any, run_id: str, call: str, body: dict[str, Any], what: str, got: str
+    sb: Any, ws: Any, api: Any, run_id: str, call: str, body: dict[str, Any]
 ) -> None:
     answer = api("POST", f"/{call}", json={"run_id": run_id, **body})
 
     assert answer.status_code == 400
     assert answer.json() == {
         "error_code": "INVALID_PARAMETER_VALUE",
-        "message": f"A batch logging request can contain at most {what}. Got {got}. "
-        "Please split up metrics across multiple requests and try again.",
+        "message": "A batch logging request can contain at most 1000 metrics, 100 params and 100 tags, 1000 in "
+        "all. Please split up metrics across multiple requests and try again.",
     }
+    assert [r.fidelity for r in sb.requests if r.path.endswith(call)][-1] == "refused"
     data = backend_client(sb, ws).get_run(run_id).data
     assert (data.metrics, data.params) == ({}, {})
 

@@ -1,14 +1,15 @@
 """Batched logging as Azure ML answers it: the limits of ``runs/log-batch`` and the deferred ``log-batch-async``.
 
-``runs/log-batch`` (MLflow's own API, which Azure ML serves synchronously) is refused with 400 when
-a batch holds more than 1,000 metrics, 100 params, 100 tags or 1,000 values in all. These are
-mlflow's limits (``mlflow.utils.validation._validate_batch_log_limits``, also applied by
-``MlflowClient.log_batch`` before it sends); **that Azure ML applies the same ones is assumed**,
-and so is the shape of its refusal, taken from mlflow's (``{"error_code":
-"INVALID_PARAMETER_VALUE", "message": "A batch logging request can contain at most 1000 metrics.
-Got 1001 metrics. Please split up metrics across multiple requests and try again."}``). The
-sandbox checks them itself rather than leave it to the mlflow server behind it, so a client that
-sends too much is refused here even if the backend's version changes.
+``runs/log-batch`` (MLflow's own API, which Azure ML serves synchronously) and ``log-batch-async``
+are refused with 400 when a batch holds more than 1,000 metrics, 100 params, 100 tags or 1,000
+values in all. These are mlflow's limits (``mlflow.utils.validation._validate_batch_log_limits``,
+also applied by ``MlflowClient.log_batch`` before it sends, and listed in MLflow's REST reference);
+**that Azure ML applies the same ones is assumed**, and so is the shape of its refusal, mlflow's
+``{"error_code": "INVALID_PARAMETER_VALUE", "message": ...}``. ``over_limits`` decides it for the
+fidelity lists (``_fidelity``), which refuse such a batch with ``LIMITS_MESSAGE``, mlflow's wording
+without the counts; in ``open-source`` mode it is forwarded, and ``check_limits`` answers an
+over-limit ``log-batch-async`` with mlflow's own message, counts included, as the backend answers
+an over-limit ``log-batch``.
 
 ``POST /api/2.0/preview/mlflow/runs/log-batch-async`` (Azure only) is *deferred*, as the plugin's
 own code shows Azure's to be (azureml-mlflow 1.62, ``_store/tracking/store.py``,
@@ -56,6 +57,21 @@ LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
 LIMITS = (("metrics", 1000), ("params", 100), ("tags", 100))
 MAX_VALUES = 1000
 DEFAULT_DELAY = 0.5
+
+
+LIMITS_MESSAGE = (
+    "A batch logging request can contain at most 1000 metrics, 100 params and 100 tags, 1000 in all. "
+    "Please split up metrics across multiple requests and try again."
+)
+
+
+def over_limits(params: Any) -> bool:
+    """Whether a log-batch body (parsed) holds more than mlflow's limits allow."""
+    try:
+        check_limits(params)
+    except HttpError:
+        return True
+    return False
 
 
 def check_limits(payload: Any) -> None:

@@ -5,8 +5,8 @@ What the unmodified azureml-mlflow plugin calls, under the sandbox's HTTPS origi
 
 * ``B/mlflow/v1.0|v2.0{WSP}/api/2.0/mlflow/...`` (endpoint ``mlflow``): forwarded to the workspace's
   backend (``_backends``) in mlflow workspace ``workspace.backend_workspace``, plus Azure's
-  deferred ``/api/2.0/preview/mlflow/runs/log-batch-async`` and ``.../get-run-data-status``;
-  ``runs/log-batch`` is refused over mlflow's batch limits (both in ``_batches``). Artifact
+  deferred ``/api/2.0/preview/mlflow/runs/log-batch-async`` and ``.../get-run-data-status``
+  (``_batches``). Artifact
   locations in answers are rewritten from the backend's ``mlflow-artifacts:/workspaces/<w>/...`` to
   the ``azureml://`` forms the plugin parses:
 
@@ -46,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlencode
 
 from ._backends import Backend, BackendPool, BackendReply, BackendStatus, BackendUnavailable
-from ._batches import Batches, check_limits
+from ._batches import Batches
 from ._blob import BlobStore, safe_relative
 from ._fidelity import LOGGED_MODEL_ARTIFACTS, OTLP_TRACES, Entry, classify, decode_path, encode_path, parameters
 from ._http import HttpError, Request, Response, Route, SandboxHTTPServer, route
@@ -339,8 +339,6 @@ class MlflowService:
             batches = self.batches
             handler = batches.log_batch_async if api.endswith("log-batch-async") else batches.run_data_status
             return handler(req, backend, workspace)
-        if req.method == "POST" and api.endswith("/mlflow/runs/log-batch"):
-            check_limits(req.body)
         body = req.body
         if req.method == "POST" and api.endswith(("experiments/create", "model-versions/create")):
             body = self._incoming(req, workspace)
