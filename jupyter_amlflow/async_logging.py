@@ -291,8 +291,8 @@ class AsyncLogging:
         for name in names or list(self._env_set):
             if name not in self._env_set:
                 continue
-            if os.environ.get(name) == self._env_set.pop(name):  # changed since? then it is the user's
-                before = self._env_before.pop(name)
+            ours, before = self._env_set.pop(name), self._env_before.pop(name, None)
+            if os.environ.get(name) == ours:  # changed since? then it is the user's, and stays
                 if before is None:
                     os.environ.pop(name, None)
                 else:
