@@ -11,10 +11,12 @@ per call). ``Session.connect`` works in three stages:
    enforces the timeout and handles Ctrl-C: an abandoned worker is cancelled before it can
    change anything shared.
 3. *Commit* (the calling thread, no network): set tracking URI, registry URI, experiment and
-   environment.
+   environment, and give the workspace's store mlflow's asynchronous logging queue
+   (``async_logging``).
 
 Any failure restores the snapshot taken before stage 2, so MLflow's state and the environment are
-exactly as they were. ``disconnect()`` restores what was there before the session's first connect.
+exactly as they were. ``disconnect()`` sends the values still queued for the workspace, then
+restores what was there before the session's first connect.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import tracking
+from . import azureml_limits, tracking
 from .display import KeyValues, Link
 from .errors import (
     ActiveRunError,
@@ -42,6 +44,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .arm import ArmClient, WorkspaceInfo
+    from .async_logging import AsyncLogging
     from .auth import DeviceCodePrompt, DeviceCodeRenderer, Identity, PlatformOptions, SignIn
     from .clouds import Cloud, CloudCatalog
     from .platform import Platform
@@ -113,6 +116,7 @@ class Connection:
                 ("Experiment", f"{self.experiment.name}{created}"),
                 ("Tracking URI", self.tracking_uri),
                 ("Studio", Link("Open in Azure ML Studio", studio) if studio else None),
+                *self.session.limits_rows(),
             ],
         )
 
@@ -221,6 +225,7 @@ class _Plan:
     experiment_name: str | None
     experiment_id: str | None
     options: PlatformOptions | None = None
+    async_logging: bool = False
 
 
 @dataclass
@@ -245,6 +250,8 @@ class Session:
         allow_unencrypted_cache: With ``persist``, allow a plain 0600 cache file where the platform
             has no secret store.
         renderer: Shows device codes (None: the caller gets no prompt; device code then cannot work).
+        async_logging: Make every ``mlflow.log_*`` call asynchronous while connected (batched, sent
+            in the background; off by default because synchronous is what mlflow promises).
     """
 
     def __init__(
@@ -258,6 +265,7 @@ class Session:
         persist: bool = False,
         allow_unencrypted_cache: bool = False,
         renderer: DeviceCodeRenderer | None = None,
+        async_logging: bool = False,
     ) -> None:
         from .clouds import CloudCatalog
         from .platform import detect_platform
@@ -270,6 +278,7 @@ class Session:
         self.persist = persist
         self.allow_unencrypted_cache = allow_unencrypted_cache
         self.renderer = renderer
+        self.async_logging = async_logging
         self.catalog: CloudCatalog = CloudCatalog()
         self.platform: Platform = detect_platform(self.env, user_ns)
         self.connection: Connection | None = None
@@ -277,6 +286,9 @@ class Session:
         self._signins: dict[_SignInKey, SignIn] = {}
         self._arm_clients: dict[tuple[str, int], ArmClient] = {}
         self._import: concurrent.futures.Future[None] | None = None
+        self._async: AsyncLogging | None = None
+        # What makes MLflow 3 work on Azure ML while connected (installed at commit, undone at disconnect).
+        self._limits: azureml_limits.Limits | None = None
 
     # -- clouds --------------------------------------------------------------------------------
     def resolve_cloud(self, name: str | None = None, metadata_url: str | None = None) -> Cloud:
@@ -404,12 +416,14 @@ class Session:
         secret_keys: str | Mapping[str, str] | None = None,
         key_vault: str | None = None,
         linked_service: str | None = None,
+        async_logging: bool | None = None,
     ) -> Connection:
         """Connect this kernel's MLflow to a workspace; see the module docstring for the stages.
 
         ``secret_scope`` (Databricks), ``key_vault`` and ``linked_service`` (Synapse) and
         ``secret_keys`` say where the notebook platform keeps the identity to sign in with
-        (``auth.platform_options``).
+        (``auth.platform_options``). ``async_logging`` overrides the session's setting for this
+        connection.
 
         Raises:
             AmlflowError: (a subclass) on any failure; nothing is changed then.
@@ -435,6 +449,7 @@ class Session:
             force,
         )
         plan.options = options
+        plan.async_logging = self.async_logging if async_logging is None else async_logging
         state = tracking.MlflowState.capture()
         watch = _Watch(self.timeout)
         self._start_import()
@@ -574,6 +589,11 @@ class Session:
     def _commit(self, plan: _Plan, prepared: _Prepared, state: tracking.MlflowState) -> None:
         """Stage 3, in the calling thread: no network, nothing that can stall."""
         tracking.apply(prepared.tracking_uri, prepared.experiment.experiment_id, plan.cloud.name)
+        if self._limits is None:
+            # Raises with everything it patched undone; connect then restores the snapshot.
+            self._limits = azureml_limits.Limits.install(prepared.tracking_uri)
+        else:
+            self._limits.reconnect(prepared.tracking_uri)
         if self._original is None:
             self._original = state
         else:
@@ -582,6 +602,7 @@ class Session:
                 self._original.contexts.setdefault(key, value)
             for key, value in state.clouds.items():
                 self._original.clouds.setdefault(key, value)
+        self._attach_async_logging(prepared.tracking_uri, plan.async_logging)
         self.connection = Connection(
             workspace=prepared.workspace,
             cloud=plan.cloud,
@@ -593,6 +614,21 @@ class Session:
             platform=self.platform,
             session=self,
         )
+
+    def _attach_async_logging(self, tracking_uri: str, default_async: bool) -> None:
+        """Commit: the store batches asynchronous values (all or nothing, no network)."""
+        from .async_logging import AsyncLogging
+
+        if self._async is None:
+            self._async = AsyncLogging()
+        self._async.default_async = default_async
+        self._async.attach(tracking_uri)
+
+    def set_async_logging(self, on: bool) -> None:
+        """Make every ``mlflow.log_*`` call asynchronous (or not), now if connected and on later connects."""
+        self.async_logging = on
+        if self._async is not None:
+            self._async.set_default(on)
 
     # -- after connect -------------------------------------------------------------------------
     def require_connection(self) -> Connection:
@@ -655,16 +691,28 @@ class Session:
             raise NotConnected("Not connected", "there is nothing to disconnect", "")
         _refuse_active_runs("disconnecting now would leave it orphaned", "disconnect")
         assert self._original is not None
+        if self._async is not None:
+            # Sent while the credential is still registered; Ctrl-C leaves everything connected.
+            self._async.release()
+            self._async = None
         self._original.restore()
         self._original = None
+        if self._limits is not None:
+            self._limits.uninstall()
+            self._limits = None
         self.connection = None
+
+    def limits_rows(self) -> list[tuple[str, str]]:
+        """What the status shows about Azure ML's limits while connected (logged models, tracing)."""
+        return self._limits.rows if self._limits is not None else []
 
     def status(self) -> KeyValues:
         """What ``%amlflow status`` shows: the connection, or what MLflow is set to instead."""
         platform = self.platform.label
         if self.connection is not None:
             view = self.connection.view()
-            return KeyValues(view.title, [*view.rows, ("Platform", platform)])
+            queued = self._async.status_rows() if self._async is not None else []
+            return KeyValues(view.title, [*view.rows, ("Platform", platform), *queued])
         current = None
         if tracking.mlflow_imported():
             import mlflow
@@ -746,7 +794,8 @@ def connect(reference: str | None = None, **kwargs: Any) -> Connection:
     ``config.json``; or pass ``subscription=``, ``resource_group=``, ``workspace=``; with neither,
     a ``config.json`` in this folder (or ``.azureml/``, or a parent) is used. Other keywords:
     ``cloud``, ``cloud_metadata_url``, ``tenant``, ``auth`` (methods in order), ``experiment``,
-    ``force``, ``renderer``, and the ``Session`` settings ``timeout``, ``persist``.
+    ``force``, ``renderer``, ``async_logging`` (every ``mlflow.log_*`` call asynchronous while
+    connected), and the ``Session`` settings ``timeout``, ``persist``.
 
     Returns a ``Connection``; ``conn.disconnect()`` restores what was there before.
     """

@@ -35,6 +35,7 @@ from typing import Any
 from ._access import Access
 from ._arm import ResourceManager
 from ._entra import Entra
+from ._fidelity import MODES
 from ._http import (
     Fault,
     Faults,
@@ -52,6 +53,7 @@ from ._watchdog import Watchdog
 
 __all__ = [
     "FOREIGN_ENV",
+    "MLFLOW_API_MODES",
     "ROLES",
     "Fault",
     "Identity",
@@ -95,6 +97,8 @@ FOREIGN_ENV = (
 )
 
 DEFAULT_CLOUD = "AzureSandbox"
+#: ``Sandbox(mlflow_api=...)``: answer as Azure ML does, or forward every MLflow call.
+MLFLOW_API_MODES = MODES
 STORAGE_SUFFIX = "core.sandbox.test"
 FEDERATED_SUBJECT = "system:serviceaccount:default:notebook"
 
@@ -119,6 +123,8 @@ class Sandbox:
         tenants: How many tenants. The service principals and the first user belong to all of
             them; the second user only to the first.
         token_lifetime: Seconds an access token lives (changeable while running).
+        async_batch_delay: Seconds between accepting a ``log-batch-async`` and writing its metrics
+            (changeable while running; Azure's is not public, see ``_batches``).
         device_code_interval: Polling interval the device-code endpoint asks for, in seconds.
         device_code_lifetime: Seconds a device code stays valid.
         page_size: Items per page of ARM lists (tenants, subscriptions, workspaces).
@@ -128,6 +134,10 @@ class Sandbox:
         max_backends: At most this many ``mlflow server`` processes run at once.
         prestart_backend: Start the first backend with the sandbox, so the first MLflow call
             does not wait for it.
+        mlflow_api: ``"azure"`` (default) answers MLflow calls as Azure ML does: it refuses what Azure
+            refuses (logged models, traces, some queries) and marks calls nobody has verified;
+            ``"open-source"`` forwards everything to the mlflow server except its workspace API
+            (see ``_fidelity`` and the README's sandbox table).
         cloud: The sandbox cloud's name.
         root: Where to keep the sandbox's files (a fresh temp dir, removed at stop, when None).
             Should this process end without ``stop()`` (SIGKILL, a CI timeout), a watchdog
@@ -141,6 +151,7 @@ class Sandbox:
         tenants: int = 1,
         *,
         token_lifetime: float = 3600.0,
+        async_batch_delay: float = 0.5,
         device_code_interval: int = 1,
         device_code_lifetime: float = 900.0,
         page_size: int = 100,
@@ -148,13 +159,18 @@ class Sandbox:
         mlflow: bool = True,
         max_backends: int = 2,
         prestart_backend: bool = True,
+        mlflow_api: str = "azure",
         cloud: str = DEFAULT_CLOUD,
         root: str | os.PathLike[str] | None = None,
     ) -> None:
         if subscriptions < 0 or workspaces_per_subscription < 0 or tenants < 1:
             raise ValueError("subscriptions and workspaces_per_subscription must be >= 0, tenants >= 1")
+        if mlflow_api not in MLFLOW_API_MODES:
+            raise ValueError(f"mlflow_api must be one of {', '.join(MLFLOW_API_MODES)}, not {mlflow_api!r}")
+        self.mlflow_api = mlflow_api
         self.cloud = cloud
         self.token_lifetime = float(token_lifetime)
+        self.async_batch_delay = float(async_batch_delay)
         self.device_code_interval = int(device_code_interval)
         self.device_code_lifetime = float(device_code_lifetime)
         self.page_size = int(page_size)

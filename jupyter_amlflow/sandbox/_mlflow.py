@@ -5,7 +5,8 @@ What the unmodified azureml-mlflow plugin calls, under the sandbox's HTTPS origi
 
 * ``B/mlflow/v1.0|v2.0{WSP}/api/2.0/mlflow/...`` (endpoint ``mlflow``): forwarded to the workspace's
   backend (``_backends``) in mlflow workspace ``workspace.backend_workspace``, plus Azure's
-  ``/api/2.0/preview/mlflow/runs/log-batch-async`` and ``.../get-run-data-status``. Artifact
+  deferred ``/api/2.0/preview/mlflow/runs/log-batch-async`` and ``.../get-run-data-status``
+  (``_batches``). Artifact
   locations in answers are rewritten from the backend's ``mlflow-artifacts:/workspaces/<w>/...`` to
   the ``azureml://`` forms the plugin parses:
 
@@ -25,6 +26,11 @@ principal holds the action (``Microsoft.MachineLearningServices/workspaces/{expe
 models/versions}/{read,write,delete}``) over the workspace: 404 for an unknown workspace, 401 for
 another tenant's token, 403 ``PERMISSION_DENIED`` naming the action otherwise.
 
+Which MLflow calls are forwarded and which are answered as Azure refuses them is decided by
+``_fidelity`` (served / refused / unverified, each with its evidence) on the decoded, normalised
+path, which is also the path forwarded; ``Sandbox(mlflow_api="open-source")`` forwards the refused
+ones too. The mlflow workspaces API is refused in every mode, on both listeners.
+
 ``Sandbox.backend_tracking_uri(workspace)`` is a plain ``http://sandbox:KEY@127.0.0.1:PORT/backend/<workspace id>``
 URI on a second listener (endpoint ``backend``, no TLS, loopback only, the sandbox's access key as
 the Basic-auth password, see ``_access``): any ``MlflowClient(tracking_uri=...)`` sees exactly what
@@ -35,14 +41,15 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlencode
 
 from ._backends import Backend, BackendPool, BackendReply, BackendStatus, BackendUnavailable
+from ._batches import Batches
 from ._blob import BlobStore, safe_relative
+from ._fidelity import LOGGED_MODEL_ARTIFACTS, OTLP_TRACES, Entry, classify, decode_path, encode_path, parameters
 from ._http import HttpError, Request, Response, Route, SandboxHTTPServer, route
 from ._model import ML_PROVIDER, Workspace
 from ._studio import Studio
@@ -67,6 +74,8 @@ _AZURE_ONLY = {
 }
 _READ_POSTS = ("search", "get-by-name", "batch-get")
 ErrorStyle = Literal["mlflow", "azure"]
+# mlflow's workspace admin API, under either listener's prefixes (decoded path, no leading slash).
+_WORKSPACE_API = re.compile(r"(?:ajax-)?api/\d+\.\d+/mlflow/workspaces(?:/.*)?", re.IGNORECASE)
 
 
 # -- artifact locations ------------------------------------------------------------------------
@@ -163,7 +172,9 @@ class MlflowService:
         self.pool = BackendPool(sandbox.root / "backends", max_backends)
         self.blobs = BlobStore(sandbox.directory, sandbox.root / "blobs" / "staging", sandbox.storage_suffix)
         self.studio = Studio(self)
+        self.batches = Batches(self)
         self.artifact_page_size = ARTIFACT_PAGE_SIZE
+        self.mode = sandbox.mlflow_api
         self._listener: SandboxHTTPServer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -201,6 +212,7 @@ class MlflowService:
     def routes(self) -> list[Route]:
         """The HTTPS routes (they go before the identity and Resource Manager ones)."""
         tracking = r"/mlflow/v[12]\.0" + WSP + r"/api/(?P<api>.+)"
+        otlp = r"/mlflow/v[12]\.0" + WSP + r"/v1/traces"
         history = (
             r"/history/v1\.0" + WSP + r"/experiments/(?P<exp>[^/]+)/runs/(?P<run>[^/]+)/artifacts"
             r"(?P<op>/batch/metadata|/contentinfo)?"
@@ -211,6 +223,7 @@ class MlflowService:
         )
         return [
             route("*", tracking, "mlflow", self.mlflow_api, auth=True),
+            route("POST", otlp, "mlflow", self.otlp_traces, auth=True),
             route("GET", history, "history", self.history, auth=True),
             route("POST", history, "history", self.history, auth=True),
             route("GET", artifact, "artifact", self.artifact, auth=True),
@@ -220,13 +233,19 @@ class MlflowService:
         ]
 
     def _backend_routes(self) -> list[Route]:
+        # Not an Azure endpoint: the plain view of a backend, for checking what landed. It needs
+        # the sandbox's access key; anything else on this listener is refused before it is routed
+        # (no 404 tells a caller without the key which workspace ids exist).
         return [
             route(
-                "*", r"/backend/(?P<wsid>[0-9a-f-]{36})(?P<rest>/.*)?", "backend", self.backend_passthrough, key=True
+                "*",
+                r"/backend/(?P<wsid>[0-9a-f-]{36})(?P<rest>/.*)?",
+                "backend",
+                self.backend_passthrough,
+                fidelity="unverified",
+                key=True,
             ),
-            # Anything else on this listener is refused before it is routed: no 404 tells a caller
-            # without the key which workspace ids exist.
-            route("*", r"/.*", "backend", self._no_route, key=True),
+            route("*", r"/.*", "backend", self._no_route, fidelity="unverified", key=True),
         ]
 
     def _no_route(self, req: Request) -> Response:
@@ -310,15 +329,27 @@ class MlflowService:
 
     # -- MLflow REST -----------------------------------------------------------------------------
     def mlflow_api(self, req: Request) -> Response:
-        api = req.params["api"].strip("/")
+        api = decode_path(req.params["api"])
+        if api is None:
+            req.fidelity = "unverified"
+            raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", f"The sandbox serves no {req.method} {req.path}.")
+        entry = classify(req.method, api, parameters(req.method, req.query_string, req.body))
+        if entry.always:
+            # Before authorisation: whoever asks, in whatever mode, this never reaches a backend.
+            return self._refuse(req, entry)
         azure_only = (req.method, api) in _AZURE_ONLY
-        forwardable = re.match(r"(?:2\.0|3\.0)/mlflow/", api) and not re.match(r"\d\.\d/mlflow/workspaces\b", api)
-        if not azure_only and not forwardable:
+        if not azure_only and not re.match(r"[23]\.0/mlflow/", api):
+            req.fidelity = "unverified"
             raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", f"The sandbox serves no {req.method} /api/{api}.")
         workspace = self._authorize(req, mlflow_action(req.method, api), "mlflow")
+        if entry.verdict == "refused" and self.mode == "azure":
+            return self._refuse(req, entry)
+        # Refused on Azure but forwarded here (open-source mode): nothing says Azure serves it.
+        req.fidelity = "unverified" if entry.verdict == "refused" else entry.verdict
         backend = self._backend(workspace, "mlflow")
         if azure_only:
-            handler = self._log_batch_async if api.endswith("log-batch-async") else self._run_data_status
+            batches = self.batches
+            handler = batches.log_batch_async if api.endswith("log-batch-async") else batches.run_data_status
             return handler(req, backend, workspace)
         body = req.body
         if req.method == "POST" and api.endswith(("experiments/create", "model-versions/create")):
@@ -327,13 +358,41 @@ class MlflowService:
             backend,
             workspace,
             req.method,
-            "/api/" + api,
+            "/api/" + encode_path(api),
             "mlflow",
             query=req.query_string,
             body=body,
             content_type=req.header("content-type"),
         )
         return self._reply(reply, lambda uri: azure_artifact_uri(uri, workspace.backend_workspace))
+
+    @staticmethod
+    def _refuse(req: Request, entry: Entry) -> Response:
+        assert entry.refusal is not None
+        req.fidelity = "refused"
+        refusal = entry.refusal
+        headers = {"Content-Type": refusal.content_type} if refusal.content_type else {}
+        return Response(refusal.status, refusal.body, headers)
+
+    def otlp_traces(self, req: Request) -> Response:
+        """``POST <workspace>/v1/traces``: mlflow's OTLP span export (refused on Azure, as traces are)."""
+        workspace = self._authorize(req, mlflow_action("POST", "2.0/mlflow/traces"), "mlflow")
+        if self.mode == "azure":
+            return self._refuse(req, OTLP_TRACES)
+        req.fidelity = "unverified"
+        backend = self._backend(workspace, "mlflow")
+        experiment = req.header("x-mlflow-experiment-id")
+        reply = self._call(
+            backend,
+            workspace,
+            "POST",
+            "/v1/traces",
+            "mlflow",
+            body=req.body,
+            content_type=req.header("content-type"),
+            headers={"x-mlflow-experiment-id": experiment} if experiment else None,
+        )
+        return self._reply(reply)
 
     def _incoming(self, req: Request, workspace: Workspace) -> bytes:
         payload = req.json()
@@ -346,36 +405,6 @@ class MlflowService:
         if isinstance(source, str) and (mapped := backend_artifact_uri(source, workspace.backend_workspace)):
             payload["source"] = mapped
         return json.dumps(payload).encode()
-
-    def _log_batch_async(self, req: Request, backend: Backend, workspace: Workspace) -> Response:
-        payload = req.json()
-        batch = {k: payload.get(k, []) for k in ("metrics", "params", "tags")}
-        reply = self._call(
-            backend,
-            workspace,
-            "POST",
-            "/api/2.0/mlflow/runs/log-batch",
-            "mlflow",
-            body=json.dumps({"run_id": payload.get("run_id", ""), **batch}).encode(),
-            content_type="application/json",
-        )
-        if reply.status != 200:
-            return self._reply(reply)
-        # Logged synchronously, so the plugin's first status poll already says "complete".
-        return Response.json({"batch_tracking_id": uuid.uuid4().hex})
-
-    def _run_data_status(self, req: Request, backend: Backend, workspace: Workspace) -> Response:
-        reply = self._call(
-            backend,
-            workspace,
-            "GET",
-            "/api/2.0/mlflow/runs/get",
-            "mlflow",
-            query=urlencode({"run_id": req.query.get("run_id", "")}),
-        )
-        if reply.status != 200:
-            return self._reply(reply)
-        return Response.json({"is_complete": True})
 
     # -- run history (run artifacts) -------------------------------------------------------------
     def _run(self, backend: Backend, workspace: Workspace, run_id: str, experiment: str) -> dict[str, Any]:
@@ -476,6 +505,10 @@ class MlflowService:
             backend = self.pool.place(workspace)  # its directory only: no server needed to upload
             directory = backend.artifacts_dir / "workspaces" / workspace.backend_workspace / "LocalUpload" / container
         else:
+            # Logged models do not exist on Azure ML, so neither do their artifact containers.
+            if self.mode == "azure":
+                return self._refuse(req, LOGGED_MODEL_ARTIFACTS)
+            req.fidelity = "unverified"
             if self.pool.placed(workspace) is None:
                 raise missing
             backend = self._backend(workspace, "azure")
@@ -566,18 +599,20 @@ class MlflowService:
     def backend_passthrough(self, req: Request) -> Response:
         """``/backend/<workspace id>/...``: the backend itself, in that workspace, unchanged."""
         workspace = self.workspace_by_id(req.params["wsid"])
-        rest = req.params.get("rest") or "/"
         if workspace is None:
             raise self._error("mlflow", 404, "RESOURCE_DOES_NOT_EXIST", f"No workspace with id {req.params['wsid']}.")
-        if re.match(r"/(?:ajax-)?api/\d\.\d/mlflow/workspaces\b", rest):
-            # Creating or listing mlflow workspaces would reach past the one this URI names.
+        # Decided on the decoded, normalised path, which is then the one forwarded: mlflow decodes
+        # what it receives, so a check on the raw path is bypassed by percent-encoding.
+        rest = decode_path(req.params.get("rest") or "/")
+        if rest is None or _WORKSPACE_API.fullmatch(rest):
+            # Creating, listing or changing mlflow workspaces would reach past the one this URI names.
             raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", "The workspace API is not served here.")
         backend = self._backend(workspace, "mlflow")
         reply = self._call(
             backend,
             workspace,
             req.method,
-            rest,
+            "/" + encode_path(rest),
             "mlflow",
             query=req.query_string,
             body=req.body,
