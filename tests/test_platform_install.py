@@ -147,8 +147,11 @@ def platform_venv(tmp_path_factory: pytest.TempPathFactory, repo_copy: Path) -> 
 
 
 # -- the kernel side ------------------------------------------------------------------------------
-def _kernel(venv: Venv, sandbox: Any, cwd: Path) -> LiveKernel:
+def _kernel(venv: Venv, sandbox: Any, cwd: Path, *, installs: bool = False) -> LiveKernel:
+    """A kernel of ``venv`` pointed at the sandbox; with ``installs``, one that may run ``%pip``."""
     env = {**sandbox.env, **sandbox.service_principal}
+    if installs:
+        env.update({k: v for k, v in _pip_env().items() if k.startswith(("AMLFLOW_NETGUARD_", "PIP_"))})
     env["PATH"] = f"{venv.root / 'bin'}{os.pathsep}{os.environ['PATH']}"
     return LiveKernel(env=env, cwd=cwd, python=venv.python, startup_timeout=120)
 
@@ -235,7 +238,7 @@ def test_the_notebook_commands_give_the_tested_pair_beside_mlflow_skinny_3_15(
     # mlflow-skinny alone has no pandas, which pyfunc models need; a platform has it.
     venv = _build(tmp_path_factory.mktemp("tested-pair") / "venv", "mlflow-skinny==3.15.0", "pandas")
     work = tmp_path_factory.mktemp("notebook")
-    kernel = _kernel(venv, sandbox, work)
+    kernel = _kernel(venv, sandbox, work, installs=True)
     try:
         cell = kernel.run(NOTEBOOK.replace("/path/to/jupyter_amlflow", str(repo_copy)), timeout=900)
     finally:
