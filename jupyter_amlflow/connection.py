@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import compat, tracking
+from . import azureml_limits, compat, tracking
 from .display import KeyValues, Link
 from .errors import (
     ActiveRunError,
@@ -113,6 +113,7 @@ class Connection:
                 ("Experiment", f"{self.experiment.name}{created}"),
                 ("Tracking URI", self.tracking_uri),
                 ("Studio", Link("Open in Azure ML Studio", studio) if studio else None),
+                *self.session.limits_rows(),
             ],
         )
 
@@ -277,6 +278,8 @@ class Session:
         self._signins: dict[_SignInKey, SignIn] = {}
         self._arm_clients: dict[tuple[str, int], ArmClient] = {}
         self._import: concurrent.futures.Future[None] | None = None
+        # What makes MLflow 3 work on Azure ML while connected (installed at commit, undone at disconnect).
+        self._limits: azureml_limits.Limits | None = None
 
     # -- clouds --------------------------------------------------------------------------------
     def resolve_cloud(self, name: str | None = None, metadata_url: str | None = None) -> Cloud:
@@ -579,6 +582,11 @@ class Session:
     def _commit(self, plan: _Plan, prepared: _Prepared, state: tracking.MlflowState) -> None:
         """Stage 3, in the calling thread: no network, nothing that can stall."""
         tracking.apply(prepared.tracking_uri, prepared.experiment.experiment_id, plan.cloud.name)
+        if self._limits is None:
+            # Raises with everything it patched undone; connect then restores the snapshot.
+            self._limits = azureml_limits.Limits.install(prepared.tracking_uri)
+        else:
+            self._limits.reconnect(prepared.tracking_uri)
         if self._original is None:
             self._original = state
         else:
@@ -668,7 +676,14 @@ class Session:
         assert self._original is not None
         self._original.restore()
         self._original = None
+        if self._limits is not None:
+            self._limits.uninstall()
+            self._limits = None
         self.connection = None
+
+    def limits_rows(self) -> list[tuple[str, str]]:
+        """What the status shows about Azure ML's limits while connected (logged models, tracing)."""
+        return self._limits.rows if self._limits is not None else []
 
     def status(self) -> KeyValues:
         """What ``%amlflow status`` shows: the connection, or what MLflow is set to instead."""

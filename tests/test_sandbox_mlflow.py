@@ -241,6 +241,7 @@ def test_plugin_logs_reads_back_and_it_lands_in_the_backend_only(
 ) -> None:
     import mlflow
     from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     connect(sb, ws_a, credential(sb), monkeypatch)
     text = "hello from the sandbox\nsecond line ü\n"
@@ -254,22 +255,47 @@ def test_plugin_logs_reads_back_and_it_lands_in_the_backend_only(
         mlflow.log_metric("loss", 0.4, step=1)
         mlflow.log_metric("accuracy", 0.75, step=1, synchronous=False).wait()
         mlflow.log_text(text, "notes/hello.txt")
-        mlflow.pyfunc.log_model(name="model", python_model=echo_model(), pip_requirements=["mlflow"])
-    version = mlflow.register_model(f"runs:/{run.info.run_id}/model", model_name)
+        # MLflow 3's log_model starts with the logged-model API, which Azure ML answers with a 404
+        # and an empty body (Azure/azure-sdk-for-python#44896) ...
+        with pytest.raises(MlflowException) as refused:
+            mlflow.pyfunc.log_model(name="model", python_model=echo_model(), pip_requirements=["mlflow"])
+        assert "/api/2.0/mlflow/logged-models failed with error code 404 != 200. Response body: ''" in str(
+            refused.value
+        )
+        # ... so Microsoft's own examples save the model and log it as run artifacts instead
+        # (Azure/azureml-examples#3846).
+        saved = tmp_path / "saved-model"
+        mlflow.pyfunc.save_model(str(saved), python_model=echo_model(), pip_requirements=["mlflow"])
+        mlflow.log_artifacts(str(saved), "model")
     run_id = run.info.run_id
+    # mlflow 3's register_model("runs:/...") then lists the run's artifacts, and the plugin lists
+    # them from the run's root, so it never sees model/MLmodel and asks the logged-model API, which
+    # refuses. What mlflow 2 sent works: a version whose source is the run's artifact path.
+    with pytest.raises(MlflowException, match="logged-models/search failed with error code 404"):
+        mlflow.register_model(f"runs:/{run_id}/model", model_name)
+    version = mlflow.MlflowClient().create_model_version(model_name, f"{run.info.artifact_uri}/model", run_id)
 
     assert run.info.artifact_uri == f"azureml://experiments/{experiment.experiment_id}/runs/{run_id}/artifacts"
     assert any(r.path.endswith("/runs/log-batch-async") and r.status == 200 for r in sb.requests)
+    logged_model_calls = [r for r in sb.requests if "/logged-models" in r.path]
+    assert {(r.status, r.fidelity) for r in logged_model_calls} == {(404, "refused")}
+    assert not any("/LoggedModel/" in r.path or r.path.endswith("/runs/outputs") for r in sb.requests)
     # Read back through the plugin.
     client = mlflow.MlflowClient()
     got = client.get_run(run_id)
     assert got.data.params == {"alpha": "0.5", "layers": "3", "optimizer": "adam"}
     assert got.data.metrics == {"loss": 0.4, "accuracy": 0.75}
     assert [m.value for m in client.get_metric_history(run_id, "loss")] == [0.9, 0.4]
-    assert [a.path for a in client.list_artifacts(run_id, "notes")] == ["notes/hello.txt"]
+    # mlflow 3's MlflowClient.list_artifacts also asks the logged-model API for a model of that
+    # name, which Azure refuses; the run's artifact location lists directly.
+    with pytest.raises(MlflowException, match="logged-models/search failed with error code 404"):
+        client.list_artifacts(run_id, "notes")
+    listed = get_artifact_repository(run.info.artifact_uri).list_artifacts("notes")
+    assert [a.path for a in listed] == ["notes/hello.txt"]
     local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="notes/hello.txt", dst_path=str(tmp_path))
     assert Path(local).read_bytes() == text.encode()
     assert version.version == "1"
+    assert version.source == f"{run.info.artifact_uri}/model"
     loaded = mlflow.pyfunc.load_model(f"models:/{model_name}/1")
     assert loaded.predict(["ping"]) == ["ping"]
 
@@ -525,6 +551,7 @@ def test_run_artifact_listing_pages_by_next_link(
     sb: Any, ws_a: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     import mlflow
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
 
     connect(sb, ws_a, credential(sb), monkeypatch)
     monkeypatch.setattr(sb.mlflow, "artifact_page_size", 2)
@@ -533,7 +560,9 @@ def test_run_artifact_listing_pages_by_next_link(
     mlflow.set_experiment("paging")
     with mlflow.start_run() as run:
         mlflow.log_artifacts(str(tmp_path), "many")
-    listed = mlflow.MlflowClient().list_artifacts(run.info.run_id, "many")
+    # Through the run's artifact location: MlflowClient.list_artifacts also asks the logged-model
+    # API, which Azure refuses (see the round trip above).
+    listed = get_artifact_repository(run.info.artifact_uri).list_artifacts("many")
     assert [a.path for a in listed] == [f"many/f{i}.txt" for i in range(5)]
 
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from ._arm import ResourceManager
 from ._entra import Entra
+from ._fidelity import MODES
 from ._http import (
     Fault,
     Faults,
@@ -46,6 +47,7 @@ from ._watchdog import Watchdog
 
 __all__ = [
     "FOREIGN_ENV",
+    "MLFLOW_API_MODES",
     "ROLES",
     "Fault",
     "Identity",
@@ -89,6 +91,8 @@ FOREIGN_ENV = (
 )
 
 DEFAULT_CLOUD = "AzureSandbox"
+#: ``Sandbox(mlflow_api=...)``: answer as Azure ML does, or forward every MLflow call.
+MLFLOW_API_MODES = MODES
 STORAGE_SUFFIX = "core.sandbox.test"
 FEDERATED_SUBJECT = "system:serviceaccount:default:notebook"
 
@@ -122,6 +126,10 @@ class Sandbox:
         max_backends: At most this many ``mlflow server`` processes run at once.
         prestart_backend: Start the first backend with the sandbox, so the first MLflow call
             does not wait for it.
+        mlflow_api: ``"azure"`` (default) answers MLflow calls as Azure ML does: it refuses what Azure
+            refuses (logged models, traces, some queries) and marks calls nobody has verified;
+            ``"open-source"`` forwards everything to the mlflow server except its workspace API
+            (see ``_fidelity`` and the README's sandbox table).
         cloud: The sandbox cloud's name.
         root: Where to keep the sandbox's files (a fresh temp dir, removed at stop, when None).
             Should this process end without ``stop()`` (SIGKILL, a CI timeout), a watchdog
@@ -142,11 +150,15 @@ class Sandbox:
         mlflow: bool = True,
         max_backends: int = 2,
         prestart_backend: bool = True,
+        mlflow_api: str = "azure",
         cloud: str = DEFAULT_CLOUD,
         root: str | os.PathLike[str] | None = None,
     ) -> None:
         if subscriptions < 0 or workspaces_per_subscription < 0 or tenants < 1:
             raise ValueError("subscriptions and workspaces_per_subscription must be >= 0, tenants >= 1")
+        if mlflow_api not in MLFLOW_API_MODES:
+            raise ValueError(f"mlflow_api must be one of {', '.join(MLFLOW_API_MODES)}, not {mlflow_api!r}")
+        self.mlflow_api = mlflow_api
         self.cloud = cloud
         self.token_lifetime = float(token_lifetime)
         self.device_code_interval = int(device_code_interval)

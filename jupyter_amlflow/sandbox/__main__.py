@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from ..pasteable import connect_command
-from . import Sandbox
+from . import MLFLOW_API_MODES, Sandbox
 
 SECRET_NAMES = ("AZURE_CLIENT_SECRET",)
 
@@ -97,6 +97,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--token-lifetime", type=float, default=3600.0, help="seconds an access token lives")
     p.add_argument("--no-mlflow", action="store_true", help="serve identity and Resource Manager only")
+    p.add_argument(
+        "--mlflow-api",
+        choices=MLFLOW_API_MODES,
+        default="azure",
+        help="azure (default): refuse the MLflow calls Azure ML refuses; open-source: forward them all",
+    )
     p.add_argument("--env-file", type=Path, help="also write the export lines to this file (mode 0600)")
     return p
 
@@ -145,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         tenants=args.tenants,
         token_lifetime=args.token_lifetime,
         mlflow=not args.no_mlflow,
+        mlflow_api=args.mlflow_api,
     )
     try:
         sb.start()

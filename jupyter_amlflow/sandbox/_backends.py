@@ -306,15 +306,18 @@ class Backend:
         query: str = "",
         body: bytes = b"",
         content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> BackendReply:
         """Forward one request to the server, in mlflow workspace ``workspace`` (None: no workspace).
+
+        ``headers`` are extra request headers (the workspace header is always the sandbox's own).
 
         Raises:
             BackendUnavailable: The server is not running or the connection failed.
         """
         self.ensure_running()
         assert self._pool is not None
-        headers = {WORKSPACE_HEADER: workspace} if workspace else {}
+        headers = {**(headers or {}), **({WORKSPACE_HEADER: workspace} if workspace else {})}
         if content_type:
             headers["Content-Type"] = content_type
         url = path + (f"?{query}" if query else "")

@@ -42,6 +42,9 @@ class Request:
     identity_name: str | None = None
     token_id: str | None = None
     tenant: str | None = None
+    # What the sandbox's evidence says about this call: "served", "refused" or "unverified"
+    # (``_fidelity``). The route sets a default; the MLflow dispatch decides per call.
+    fidelity: str = ""
 
     def header(self, name: str) -> str | None:
         """A header by case-insensitive name."""
@@ -101,6 +104,7 @@ class Route:
     endpoint: str
     handler: Handler
     auth: bool = False
+    fidelity: str = "served"
 
 
 @dataclass
@@ -141,6 +145,9 @@ class RequestRecord:
     tenant: str | None
     duration: float
     port: int = 0
+    # "served" (Azure is known to answer so), "refused" (answered as Azure refuses it) or
+    # "unverified" (forwarded without evidence); see ``_fidelity``.
+    fidelity: str = ""
 
 
 class Faults:
@@ -318,6 +325,8 @@ class _Handler(BaseHTTPRequestHandler):
         )
         route = self._route(req)
         req.endpoint = route.endpoint if route else "unknown"
+        # A path the sandbox does not know may still exist on Azure.
+        req.fidelity = route.fidelity if route else "unverified"
         recorded = False
         try:
             response = self._respond(req, route)
@@ -350,6 +359,7 @@ class _Handler(BaseHTTPRequestHandler):
                 tenant=req.tenant,
                 duration=time.monotonic() - started,
                 port=self.server.port,
+                fidelity=req.fidelity,
             )
         )
 
@@ -420,12 +430,15 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(response.body)
 
 
-def route(method: str, pattern: str, endpoint: str, handler: Handler, *, auth: bool = False) -> Route:
+def route(
+    method: str, pattern: str, endpoint: str, handler: Handler, *, auth: bool = False, fidelity: str = "served"
+) -> Route:
     """Build a route; ``pattern`` is a regex matched against the whole path (case-insensitive).
 
     With ``auth``, the request must carry a valid bearer token before the handler runs.
+    ``fidelity`` is what the request log says about its calls unless the handler decides.
     """
-    return Route(method, re.compile(pattern, re.IGNORECASE), endpoint, handler, auth)
+    return Route(method, re.compile(pattern, re.IGNORECASE), endpoint, handler, auth, fidelity)
 
 
 def serve_in_thread(server: SandboxHTTPServer, name: str) -> threading.Thread:

@@ -24,6 +24,11 @@ principal holds the action (``Microsoft.MachineLearningServices/workspaces/{expe
 models/versions}/{read,write,delete}``) over the workspace: 404 for an unknown workspace, 401 for
 another tenant's token, 403 ``PERMISSION_DENIED`` naming the action otherwise.
 
+Which MLflow calls are forwarded and which are answered as Azure refuses them is decided by
+``_fidelity`` (served / refused / unverified, each with its evidence) on the decoded, normalised
+path, which is also the path forwarded; ``Sandbox(mlflow_api="open-source")`` forwards the refused
+ones too. The mlflow workspaces API is refused in every mode, on both listeners.
+
 ``Sandbox.backend_tracking_uri(workspace)`` is a plain ``http://127.0.0.1:PORT/backend/<workspace id>``
 URI on a second listener (endpoint ``backend``, no TLS, no auth, loopback only): any
 ``MlflowClient(tracking_uri=...)`` sees exactly what landed in that workspace, artifacts included.
@@ -42,6 +47,7 @@ from urllib.parse import unquote, urlencode
 
 from ._backends import Backend, BackendPool, BackendReply, BackendStatus, BackendUnavailable
 from ._blob import BlobStore, safe_relative
+from ._fidelity import LOGGED_MODEL_ARTIFACTS, OTLP_TRACES, Entry, classify, decode_path, encode_path, parameters
 from ._http import HttpError, Request, Response, Route, SandboxHTTPServer, route
 from ._model import ML_PROVIDER, Workspace
 from ._studio import Studio
@@ -66,6 +72,8 @@ _AZURE_ONLY = {
 }
 _READ_POSTS = ("search", "get-by-name", "batch-get")
 ErrorStyle = Literal["mlflow", "azure"]
+# mlflow's workspace admin API, under either listener's prefixes (decoded path, no leading slash).
+_WORKSPACE_API = re.compile(r"(?:ajax-)?api/\d+\.\d+/mlflow/workspaces(?:/.*)?", re.IGNORECASE)
 
 
 # -- artifact locations ------------------------------------------------------------------------
@@ -163,6 +171,7 @@ class MlflowService:
         self.blobs = BlobStore(sandbox.directory, sandbox.root / "blobs" / "staging", sandbox.storage_suffix)
         self.studio = Studio(self)
         self.artifact_page_size = ARTIFACT_PAGE_SIZE
+        self.mode = sandbox.mlflow_api
         self._listener: SandboxHTTPServer | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
@@ -196,6 +205,7 @@ class MlflowService:
     def routes(self) -> list[Route]:
         """The HTTPS routes (they go before the identity and Resource Manager ones)."""
         tracking = r"/mlflow/v[12]\.0" + WSP + r"/api/(?P<api>.+)"
+        otlp = r"/mlflow/v[12]\.0" + WSP + r"/v1/traces"
         history = (
             r"/history/v1\.0" + WSP + r"/experiments/(?P<exp>[^/]+)/runs/(?P<run>[^/]+)/artifacts"
             r"(?P<op>/batch/metadata|/contentinfo)?"
@@ -206,6 +216,7 @@ class MlflowService:
         )
         return [
             route("*", tracking, "mlflow", self.mlflow_api, auth=True),
+            route("POST", otlp, "mlflow", self.otlp_traces, auth=True),
             route("GET", history, "history", self.history, auth=True),
             route("POST", history, "history", self.history, auth=True),
             route("GET", artifact, "artifact", self.artifact, auth=True),
@@ -215,7 +226,16 @@ class MlflowService:
         ]
 
     def _backend_routes(self) -> list[Route]:
-        return [route("*", r"/backend/(?P<wsid>[0-9a-f-]{36})(?P<rest>/.*)?", "backend", self.backend_passthrough)]
+        # Not an Azure endpoint: the plain view of a backend, for checking what landed.
+        return [
+            route(
+                "*",
+                r"/backend/(?P<wsid>[0-9a-f-]{36})(?P<rest>/.*)?",
+                "backend",
+                self.backend_passthrough,
+                fidelity="unverified",
+            )
+        ]
 
     # -- errors and authorisation --------------------------------------------------------------
     @staticmethod
@@ -295,12 +315,23 @@ class MlflowService:
 
     # -- MLflow REST -----------------------------------------------------------------------------
     def mlflow_api(self, req: Request) -> Response:
-        api = req.params["api"].strip("/")
+        api = decode_path(req.params["api"])
+        if api is None:
+            req.fidelity = "unverified"
+            raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", f"The sandbox serves no {req.method} {req.path}.")
+        entry = classify(req.method, api, parameters(req.method, req.query_string, req.body))
+        if entry.always:
+            # Before authorisation: whoever asks, in whatever mode, this never reaches a backend.
+            return self._refuse(req, entry)
         azure_only = (req.method, api) in _AZURE_ONLY
-        forwardable = re.match(r"(?:2\.0|3\.0)/mlflow/", api) and not re.match(r"\d\.\d/mlflow/workspaces\b", api)
-        if not azure_only and not forwardable:
+        if not azure_only and not re.match(r"[23]\.0/mlflow/", api):
+            req.fidelity = "unverified"
             raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", f"The sandbox serves no {req.method} /api/{api}.")
         workspace = self._authorize(req, mlflow_action(req.method, api), "mlflow")
+        if entry.verdict == "refused" and self.mode == "azure":
+            return self._refuse(req, entry)
+        # Refused on Azure but forwarded here (open-source mode): nothing says Azure serves it.
+        req.fidelity = "unverified" if entry.verdict == "refused" else entry.verdict
         backend = self._backend(workspace, "mlflow")
         if azure_only:
             handler = self._log_batch_async if api.endswith("log-batch-async") else self._run_data_status
@@ -312,13 +343,41 @@ class MlflowService:
             backend,
             workspace,
             req.method,
-            "/api/" + api,
+            "/api/" + encode_path(api),
             "mlflow",
             query=req.query_string,
             body=body,
             content_type=req.header("content-type"),
         )
         return self._reply(reply, lambda uri: azure_artifact_uri(uri, workspace.backend_workspace))
+
+    @staticmethod
+    def _refuse(req: Request, entry: Entry) -> Response:
+        assert entry.refusal is not None
+        req.fidelity = "refused"
+        refusal = entry.refusal
+        headers = {"Content-Type": refusal.content_type} if refusal.content_type else {}
+        return Response(refusal.status, refusal.body, headers)
+
+    def otlp_traces(self, req: Request) -> Response:
+        """``POST <workspace>/v1/traces``: mlflow's OTLP span export (refused on Azure, as traces are)."""
+        workspace = self._authorize(req, mlflow_action("POST", "2.0/mlflow/traces"), "mlflow")
+        if self.mode == "azure":
+            return self._refuse(req, OTLP_TRACES)
+        req.fidelity = "unverified"
+        backend = self._backend(workspace, "mlflow")
+        experiment = req.header("x-mlflow-experiment-id")
+        reply = self._call(
+            backend,
+            workspace,
+            "POST",
+            "/v1/traces",
+            "mlflow",
+            body=req.body,
+            content_type=req.header("content-type"),
+            headers={"x-mlflow-experiment-id": experiment} if experiment else None,
+        )
+        return self._reply(reply)
 
     def _incoming(self, req: Request, workspace: Workspace) -> bytes:
         payload = req.json()
@@ -460,6 +519,10 @@ class MlflowService:
             backend = self.pool.place(workspace)  # its directory only: no server needed to upload
             directory = backend.artifacts_dir / "workspaces" / workspace.backend_workspace / "LocalUpload" / container
         else:
+            # Logged models do not exist on Azure ML, so neither do their artifact containers.
+            if self.mode == "azure":
+                return self._refuse(req, LOGGED_MODEL_ARTIFACTS)
+            req.fidelity = "unverified"
             if self.pool.placed(workspace) is None:
                 raise missing
             backend = self._backend(workspace, "azure")
@@ -532,18 +595,20 @@ class MlflowService:
     def backend_passthrough(self, req: Request) -> Response:
         """``/backend/<workspace id>/...``: the backend itself, in that workspace, unchanged."""
         workspace = self.workspace_by_id(req.params["wsid"])
-        rest = req.params.get("rest") or "/"
         if workspace is None:
             raise self._error("mlflow", 404, "RESOURCE_DOES_NOT_EXIST", f"No workspace with id {req.params['wsid']}.")
-        if re.match(r"/(?:ajax-)?api/\d\.\d/mlflow/workspaces\b", rest):
-            # Creating or listing mlflow workspaces would reach past the one this URI names.
+        # Decided on the decoded, normalised path, which is then the one forwarded: mlflow decodes
+        # what it receives, so a check on the raw path is bypassed by percent-encoding.
+        rest = decode_path(req.params.get("rest") or "/")
+        if rest is None or _WORKSPACE_API.fullmatch(rest):
+            # Creating, listing or changing mlflow workspaces would reach past the one this URI names.
             raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", "The workspace API is not served here.")
         backend = self._backend(workspace, "mlflow")
         reply = self._call(
             backend,
             workspace,
             req.method,
-            rest,
+            "/" + encode_path(rest),
             "mlflow",
             query=req.query_string,
             body=req.body,

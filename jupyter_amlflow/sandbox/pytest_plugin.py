@@ -5,7 +5,8 @@
         # signed in as the sandbox's service principal.
         ...
 
-Options (``pytest --help``): ``--amlflow-sandbox-subscriptions``, ``--amlflow-sandbox-workspaces``.
+Options (``pytest --help``): ``--amlflow-sandbox-subscriptions``, ``--amlflow-sandbox-workspaces``,
+``--amlflow-sandbox-mlflow-api`` (``azure``, the default, or ``open-source``).
 This module imports nothing heavy until a fixture is used.
 """
 
@@ -34,6 +35,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=2,
         help="Workspaces per subscription in the session sandbox (default 2).",
     )
+    group.addoption(
+        "--amlflow-sandbox-mlflow-api",
+        choices=("azure", "open-source"),
+        default="azure",
+        help="azure (default): the MLflow API refuses what Azure ML refuses; open-source: forwards every call.",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +51,7 @@ def amlflow_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
     sb = Sandbox(
         subscriptions=request.config.getoption("--amlflow-sandbox-subscriptions"),
         workspaces_per_subscription=request.config.getoption("--amlflow-sandbox-workspaces"),
+        mlflow_api=request.config.getoption("--amlflow-sandbox-mlflow-api"),
     )
     sb.start()
     try:
