@@ -203,7 +203,8 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "version",
-            "Versions of jupyter_amlflow, mlflow and azureml-mlflow, and whether they work together.",
+            "Versions of jupyter_amlflow, mlflow and azureml-mlflow, whether they work together (and how that "
+            "is known), and the repair for a mixed mlflow install.",
             "%amlflow version",
             _no_args,
         ),

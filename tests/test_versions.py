@@ -108,3 +108,54 @@ def test_the_old_plugin_works_through_the_shim_which_disconnect_removes(old_plug
     assert lines["SHIMS"] == "['azureml artifact repository builder given tracking_uri and registry_uri']"
     assert lines["TEXT"] == "logged through the shim"
     assert lines["AFTER"].startswith("[] ") and "azureml://" not in lines["AFTER"]
+
+
+# -- the rules for a mixed install and for advice (pure: every case a real install cannot cheaply make) --
+def test_one_version_everywhere_is_not_mixed() -> None:
+    found = compat.Installed("1.60.0", {"mlflow": "3.17.2", "mlflow-skinny": "3.17.2"}, "3.17.2")
+    assert compat.find_mixed(found) is None
+    assert compat.find_mixed(compat.Installed(None, {}, None)) is None
+
+
+def test_files_of_another_version_under_one_metadata_are_mixed() -> None:
+    found = compat.Installed("1.62.0.post6", {"mlflow-skinny": "3.17.2"}, "3.15.0")
+    assert compat.find_mixed(found) == compat.MixedInstall(
+        "installed: mlflow-skinny 3.17.2; import mlflow loads 3.15.0",
+        "pip install --force-reinstall --no-deps 'mlflow-skinny==3.17.2', then restart the kernel",
+    )
+
+
+def test_metadata_without_its_files_is_mixed() -> None:
+    # `pip uninstall mlflow` beside mlflow-skinny removes the files both list.
+    found = compat.Installed("1.60.0", {"mlflow-skinny": "3.17.2"}, None)
+    mixed = compat.find_mixed(found)
+    assert mixed is not None and mixed.found == "installed: mlflow-skinny 3.17.2, but mlflow's module files are missing"
+
+
+def test_the_repair_goes_to_the_full_mlflows_version() -> None:
+    found = compat.Installed("1.62.0.post6", {"mlflow": "3.17.2", "mlflow-skinny": "3.15.0"}, "3.15.0")
+    mixed = compat.find_mixed(found)
+    assert mixed is not None
+    assert mixed.repair == "pip install --force-reinstall --no-deps 'mlflow==3.17.2' 'mlflow-skinny==3.17.2', then restart the kernel"
+
+
+def test_a_version_that_is_not_inert_never_goes_into_a_command() -> None:
+    # A local build's version could carry characters IPython expands in a pasted line.
+    found = compat.Installed("1.60.0", {"mlflow": "3.17.2+{x}", "mlflow-skinny": "3.15.0"}, "3.15.0")
+    mixed = compat.find_mixed(found)
+    assert mixed is not None and "{x}" not in mixed.repair and mixed.repair.startswith("pip list")
+    assert compat.install_advice(found) == compat.INSTALL_HINT
+
+
+def test_advice_beside_a_platform_mlflow_keeps_it() -> None:
+    found = compat.Installed("1.62.0.post6", {"mlflow": "3.16.1", "mlflow-skinny": "3.16.1"}, "3.16.1")
+    assert compat.verdict(found) == (
+        "not a pair tested here; it may work. Keep this mlflow (jupyter_amlflow does not need another), or get the "
+        "plugin pip chooses for it: pip install 'azureml-mlflow>=1.60.0,<=1.62.0.post6' 'mlflow==3.16.1' 'mlflow-skinny==3.16.1'"
+    )
+    missing = compat.Installed(None, {"mlflow-skinny": "3.16.1"}, "3.16.1")
+    assert compat.verdict(missing) == (
+        "azureml-mlflow is not installed; install it: pip install 'azureml-mlflow>=1.60.0,<=1.62.0.post6' 'mlflow-skinny==3.16.1'"
+    )
+    nothing = compat.Installed(None, {}, None)
+    assert compat.verdict(nothing) == f"azureml-mlflow is not installed; install it: {compat.INSTALL_HINT}"
