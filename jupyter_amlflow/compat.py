@@ -47,10 +47,10 @@ _CALLS = "connect, params, metrics (sync and async), a text artifact round trip,
 #: Pairs (azureml-mlflow, mlflow) tested here, and how; the README's compatibility table lists the same
 #: rows as "works" (tests/test_versions.py holds the two together).
 TESTED: Mapping[tuple[str, str], str] = {
-    TESTED_PAIR: f"CI, from a clean install: {_CALLS}",
+    TESTED_PAIR: "CI, the whole test suite; what pip install gives where no mlflow is installed",
     ("1.60.0", "3.17.2"): f"CI, the platform install beside mlflow 3.17.2, with the artifact shim: {_CALLS}",
     ("1.60.0", "3.15.0"): "CI, with the artifact shim: connect, a text artifact logged",
-    ("1.62.0.post6", "3.17.2"): f"by hand, not in CI (mlflow-skinny put back after the plugin's install): {_CALLS}",
+    ("1.62.0.post6", "3.17.2"): f"by hand, not in CI (the plugin installed with --no-deps): {_CALLS}",
 }
 
 _ARTIFACT_SHIM = "azureml artifact repository builder given tracking_uri and registry_uri"
