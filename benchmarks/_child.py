@@ -18,6 +18,11 @@ Tasks:
   discover PATH VARIANT
       PATH is ours or official; VARIANT graph or fallback. Prints ``ready``, then times one
       listing of every workspace per ``go`` line on stdin, until ``quit``.
+  asynclog PATH
+      connects (PATH is ours or official), starts a run, prints ``ready``; on ``go N`` times N
+      ``mlflow.log_metric(..., synchronous=False)`` calls, then ``mlflow.end_run()``, and prints
+      ``took LOOP END_RUN RUN_ID``; on ``quit`` it leaves at once (``os._exit``: the plugin's
+      status polls would otherwise hold the exit for minutes).
 """
 
 from __future__ import annotations
@@ -142,7 +147,34 @@ def log(args: list[str]) -> None:
             print(f"took {time.perf_counter() - started:.6f} {time.process_time() - cpu:.6f} {step}", flush=True)
 
 
-TASKS = {"connect": connect, "devicecode": devicecode, "discover": discover, "log": log}
+def asynclog(args: list[str]) -> None:
+    import os
+
+    import mlflow
+
+    c.CONNECTS[args[0]](c.params())
+    run = mlflow.start_run()
+    mlflow.log_metric("warm", 0.0)  # the run exists, first-use costs are paid; the clock measures the loop
+    print("ready", flush=True)
+    words = sys.stdin.readline().split()
+    count = int(words[1])
+    c.mark("loop")
+    started = time.perf_counter()
+    for step in range(count):
+        mlflow.log_metric("m", float(step), step=step, synchronous=False)
+    loop = time.perf_counter() - started
+    c.mark("end_run")
+    started = time.perf_counter()
+    mlflow.end_run()
+    ended = time.perf_counter() - started
+    c.mark("ended")
+    print(f"took {loop:.6f} {ended:.6f} {run.info.run_id}", flush=True)
+    sys.stdin.readline()  # quit
+    sys.stdout.flush()
+    os._exit(0)
+
+
+TASKS = {"connect": connect, "devicecode": devicecode, "discover": discover, "log": log, "asynclog": asynclog}
 
 if __name__ == "__main__":
     print(f"@mark begin {BEGIN:.6f}", flush=True)

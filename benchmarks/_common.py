@@ -71,6 +71,8 @@ def spread(values: Sequence[float], unit: str = "s") -> str:
 def report(name: str, value: float | int, target: str, met: bool, summary: dict[str, Any]) -> None:
     """The last three lines of every script: a summary for ``run_all``, the target, the figure."""
     shown = f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+    if isinstance(value, float) and 0 < abs(value) < 0.01:
+        shown = f"{value:.2g}"  # a small ratio keeps its digits
     print("summary " + json.dumps({"name": name, "value": value, "target": target, "met": met, **summary}))
     print(f"target: {target}, {'met' if met else 'NOT met'}")
     print(f"{name}={shown}", flush=True)

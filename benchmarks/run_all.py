@@ -26,6 +26,7 @@ SCRIPTS = (
     "devicecode_tail.py",
     "discovery.py",
     "logging_ratio.py",
+    "async_logging.py",
     "sandbox_startup.py",
 )
 

@@ -11,10 +11,12 @@ per call). ``Session.connect`` works in three stages:
    enforces the timeout and handles Ctrl-C: an abandoned worker is cancelled before it can
    change anything shared.
 3. *Commit* (the calling thread, no network): set tracking URI, registry URI, experiment and
-   environment.
+   environment, and give the workspace's store mlflow's asynchronous logging queue
+   (``async_logging``).
 
 Any failure restores the snapshot taken before stage 2, so MLflow's state and the environment are
-exactly as they were. ``disconnect()`` restores what was there before the session's first connect.
+exactly as they were. ``disconnect()`` sends the values still queued for the workspace, then
+restores what was there before the session's first connect.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from .errors import (
 
 if TYPE_CHECKING:
     from .arm import ArmClient, WorkspaceInfo
+    from .async_logging import AsyncLogging
     from .auth import DeviceCodePrompt, DeviceCodeRenderer, Identity, PlatformOptions, SignIn
     from .clouds import Cloud, CloudCatalog
     from .platform import Platform
@@ -222,6 +225,7 @@ class _Plan:
     experiment_name: str | None
     experiment_id: str | None
     options: PlatformOptions | None = None
+    async_logging: bool = False
 
 
 @dataclass
@@ -246,6 +250,8 @@ class Session:
         allow_unencrypted_cache: With ``persist``, allow a plain 0600 cache file where the platform
             has no secret store.
         renderer: Shows device codes (None: the caller gets no prompt; device code then cannot work).
+        async_logging: Make every ``mlflow.log_*`` call asynchronous while connected (batched, sent
+            in the background; off by default because synchronous is what mlflow promises).
     """
 
     def __init__(
@@ -259,6 +265,7 @@ class Session:
         persist: bool = False,
         allow_unencrypted_cache: bool = False,
         renderer: DeviceCodeRenderer | None = None,
+        async_logging: bool = False,
     ) -> None:
         from .clouds import CloudCatalog
         from .platform import detect_platform
@@ -271,6 +278,7 @@ class Session:
         self.persist = persist
         self.allow_unencrypted_cache = allow_unencrypted_cache
         self.renderer = renderer
+        self.async_logging = async_logging
         self.catalog: CloudCatalog = CloudCatalog()
         self.platform: Platform = detect_platform(self.env, user_ns)
         self.connection: Connection | None = None
@@ -278,6 +286,7 @@ class Session:
         self._signins: dict[_SignInKey, SignIn] = {}
         self._arm_clients: dict[tuple[str, int], ArmClient] = {}
         self._import: concurrent.futures.Future[None] | None = None
+        self._async: AsyncLogging | None = None
         # What makes MLflow 3 work on Azure ML while connected (installed at commit, undone at disconnect).
         self._limits: azureml_limits.Limits | None = None
 
@@ -405,12 +414,14 @@ class Session:
         secret_keys: str | Mapping[str, str] | None = None,
         key_vault: str | None = None,
         linked_service: str | None = None,
+        async_logging: bool | None = None,
     ) -> Connection:
         """Connect this kernel's MLflow to a workspace; see the module docstring for the stages.
 
         ``secret_scope`` (Databricks), ``key_vault`` and ``linked_service`` (Synapse) and
         ``secret_keys`` say where the notebook platform keeps the identity to sign in with
-        (``auth.platform_options``).
+        (``auth.platform_options``). ``async_logging`` overrides the session's setting for this
+        connection.
 
         Raises:
             AmlflowError: (a subclass) on any failure; nothing is changed then.
@@ -436,6 +447,7 @@ class Session:
             force,
         )
         plan.options = options
+        plan.async_logging = self.async_logging if async_logging is None else async_logging
         state = tracking.MlflowState.capture()
         watch = _Watch(self.timeout)
         self._start_import()
@@ -596,6 +608,7 @@ class Session:
             for key, value in state.clouds.items():
                 self._original.clouds.setdefault(key, value)
             self._original.shims.extend(state.shims)
+        self._attach_async_logging(prepared.tracking_uri, plan.async_logging)
         self.connection = Connection(
             workspace=prepared.workspace,
             cloud=plan.cloud,
@@ -607,6 +620,21 @@ class Session:
             platform=self.platform,
             session=self,
         )
+
+    def _attach_async_logging(self, tracking_uri: str, default_async: bool) -> None:
+        """Commit: the store batches asynchronous values (all or nothing, no network)."""
+        from .async_logging import AsyncLogging
+
+        if self._async is None:
+            self._async = AsyncLogging()
+        self._async.default_async = default_async
+        self._async.attach(tracking_uri)
+
+    def set_async_logging(self, on: bool) -> None:
+        """Make every ``mlflow.log_*`` call asynchronous (or not), now if connected and on later connects."""
+        self.async_logging = on
+        if self._async is not None:
+            self._async.set_default(on)
 
     # -- after connect -------------------------------------------------------------------------
     def require_connection(self) -> Connection:
@@ -674,6 +702,10 @@ class Session:
                 "End it first: mlflow.end_run(), then disconnect",
             )
         assert self._original is not None
+        if self._async is not None:
+            # Sent while the credential is still registered; Ctrl-C leaves everything connected.
+            self._async.release()
+            self._async = None
         self._original.restore()
         self._original = None
         if self._limits is not None:
@@ -690,7 +722,8 @@ class Session:
         platform = self.platform.label
         if self.connection is not None:
             view = self.connection.view()
-            return KeyValues(view.title, [*view.rows, ("Platform", platform)])
+            queued = self._async.status_rows() if self._async is not None else []
+            return KeyValues(view.title, [*view.rows, ("Platform", platform), *queued])
         current = None
         if tracking.mlflow_imported():
             import mlflow
@@ -758,7 +791,8 @@ def connect(reference: str | None = None, **kwargs: Any) -> Connection:
     ``config.json``; or pass ``subscription=``, ``resource_group=``, ``workspace=``; with neither,
     a ``config.json`` in this folder (or ``.azureml/``, or a parent) is used. Other keywords:
     ``cloud``, ``cloud_metadata_url``, ``tenant``, ``auth`` (methods in order), ``experiment``,
-    ``force``, ``renderer``, and the ``Session`` settings ``timeout``, ``persist``.
+    ``force``, ``renderer``, ``async_logging`` (every ``mlflow.log_*`` call asynchronous while
+    connected), and the ``Session`` settings ``timeout``, ``persist``.
 
     Returns a ``Connection``; ``conn.disconnect()`` restores what was there before.
     """

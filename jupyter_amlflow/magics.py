@@ -76,6 +76,11 @@ def _connect_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--experiment", "-e", help="experiment to use (created if missing)")
     p.add_argument("--timeout", type=float, help="seconds each step may take (default: %%config AmlflowMagics.timeout)")
     p.add_argument("--force", action="store_true", help="replace a tracking URI the platform set")
+    p.add_argument(
+        "--async-logging",
+        action="store_true",
+        help="every mlflow.log_* call asynchronous while connected (sets %%config AmlflowMagics.async_logging)",
+    )
     _platform_args(p)
 
 
@@ -275,6 +280,12 @@ class AmlflowMagics(Magics):
         False,
         help="With persist_token_cache, allow a plain 0600 cache file where no secret store exists.",
     ).tag(config=True)
+    async_logging = Bool(
+        False,
+        help="While connected, make every mlflow.log_* call asynchronous: values are batched and sent in the "
+        "background, flushed at end_run and disconnect. Off by default: synchronous is what mlflow promises "
+        "(log_metric(..., synchronous=False) is asynchronous either way).",
+    ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
         super().__init__(shell=shell, **kwargs)
@@ -285,6 +296,7 @@ class AmlflowMagics(Magics):
             default_cloud=self.default_cloud,
             persist=self.persist_token_cache,
             allow_unencrypted_cache=self.allow_unencrypted_token_cache,
+            async_logging=self.async_logging,
         )
         self.experiment_names: list[str] = []
         self.workspace_names: list[str] = []
@@ -296,6 +308,11 @@ class AmlflowMagics(Magics):
             return
         s.timeout, s.auth, s.default_cloud = self.timeout, tuple(self.auth) or None, self.default_cloud
         s.persist, s.allow_unencrypted_cache = self.persist_token_cache, self.allow_unencrypted_token_cache
+
+    @observe("async_logging")
+    def _async_logging_changed(self, change: dict[str, Any]) -> None:
+        if getattr(self, "session", None) is not None:  # also applies to the connection in place
+            self.session.set_async_logging(bool(change["new"]))
 
     @line_cell_magic
     def amlflow(self, line: str, cell: str | None = None) -> Any:
@@ -360,10 +377,13 @@ class AmlflowMagics(Magics):
                 force=args.force,
                 renderer=self._renderer(),
                 device_code_timeout=self.device_code_timeout,
+                async_logging=True if args.async_logging else None,
                 **platform,
             )
         finally:
             self.session.timeout = self.timeout
+        if args.async_logging:
+            self.async_logging = True  # the kernel's setting now: %config AmlflowMagics.async_logging = False undoes it
         self.experiment_names = sorted({*self.experiment_names, conn.experiment.name})
         return conn
 

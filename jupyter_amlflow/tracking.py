@@ -156,10 +156,29 @@ def set_registered_context(tracking_uri: str, context: Any | None) -> None:
     from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader as Loader
 
     key = plugin_key(tracking_uri)
+    previous = Loader._tracking_uri_to_service_context.get(key)
     if context is None:
         Loader._tracking_uri_to_service_context.pop(key, None)
     else:
         Loader.add_service_context(key, context)
+    if previous is not None and getattr(previous, "auth", None) is not getattr(context, "auth", None):
+        # A store built for this URI holds the context registered when it was built (the plugin's
+        # own, if the workspace was used before connect): it would keep signing in as that identity.
+        drop_cached_stores()
+
+
+def drop_cached_stores() -> None:
+    """Forget the tracking and registry stores mlflow built; the next call builds them anew.
+
+    mlflow caches one store per URI (``lru_cache``), each built with the plugin's service context
+    registered at the time. Only the whole cache can be cleared; other URIs' stores are rebuilt on
+    their next use, which costs no request.
+    """
+    from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
+    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
+
+    TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
+    ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
 
 
 def register_workspace(

@@ -153,6 +153,57 @@ def test_switching_identity_uses_the_new_identity(sp_env: Any, monkeypatch: pyte
     s.disconnect()
 
 
+def test_a_workspace_used_through_the_plugin_first_logs_as_the_connected_identity(
+    sp_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """mlflow caches one store per URI, built with the credential the plugin held then.
+
+    Used through the plugin alone first (its own credential, the service principal), the workspace
+    must see the connected identity's calls after connect, and the plugin's own again after disconnect.
+    """
+    import mlflow
+    from azure.identity import ClientSecretCredential
+    from azureml.mlflow._common._cloud.cloud import KNOWN_CLOUDS
+    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader
+    from azureml.mlflow._internal.utils import ServiceContext
+
+    from jupyter_amlflow.tracking import plugin_cloud_for
+
+    sb = sp_env
+    ws = sb.add_workspace(sb.subscriptions[0], "rg-ml-1", "mlw-plugin-first")
+    # The official path's minimal snippet: the service principal's credential registered with the plugin.
+    cloud = plugin_cloud_for(session().resolve_cloud())
+    monkeypatch.setitem(KNOWN_CLOUDS, sb.cloud, cloud)
+    sp = ClientSecretCredential(
+        sb.tenant_id, sb.sp.client_id, sb.sp.client_secret, authority=sb.authority_url, disable_instance_discovery=True
+    )
+    context = ServiceContext(
+        host_url=sb.base_url,
+        subscription_id=ws.subscription_id,
+        resource_group_name=ws.resource_group,
+        workspace_name=ws.name,
+        auth=sp,
+        cloud=cloud,
+    )
+    _AzureMLServiceContextLoader.add_service_context(ws.tracking_uri, context)
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    mlflow.set_experiment("plugin-first")
+    log_something("as-plugin")
+    other = sb.add_service_principal("sandbox-sp-connected")
+    monkeypatch.setenv("AZURE_CLIENT_ID", other.client_id)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", other.client_secret)
+    s = session()
+    s.connect(ws.arm_id, experiment="plugin-first")
+    sb.clear_requests()
+    log_something("as-connected")
+    assert {r.identity_name for r in sb.requests if r.endpoint == "mlflow"} == {"sandbox-sp-connected"}
+    s.disconnect()
+    mlflow.set_tracking_uri(ws.tracking_uri)
+    sb.clear_requests()
+    log_something("as-plugin-again")
+    assert {r.identity_name for r in sb.requests if r.endpoint == "mlflow"} == {"sandbox-sp"}
+
+
 def test_experiment_from_environment_is_honoured(sp_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
     conn = session().connect(sp_env.workspaces[0].arm_id)

@@ -55,6 +55,8 @@ with mlflow.start_run() as run:
     mlflow.log_param("alpha", 0.5)
     mlflow.log_metric("rmse", 0.27)
     mlflow.log_metric("rmse_async", 0.31, synchronous=False).wait()
+    for step in range(20):
+        mlflow.log_metric("loss", 1 / (step + 1), step=step, synchronous=False)
     mlflow.log_text("notes about this run", "notes.txt")
     info = mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name=MODEL)
 print("TEXT:", mlflow.artifacts.load_text(run.info.artifact_uri + "/notes.txt"))
@@ -199,7 +201,9 @@ def _use_it_as_a_person_would(venv: Venv, sandbox: Any, cwd: Path, tag: str) -> 
     # What arrived, read from the mlflow server behind the workspace.
     [run] = [r for r in backend_runs(sandbox, ws, experiment) if r.info.run_id == run_id]
     assert run.data.params == {"alpha": "0.5"}
-    assert run.data.metrics == {"rmse": 0.27, "rmse_async": 0.31}
+    assert run.data.metrics == {"rmse": 0.27, "rmse_async": 0.31, "loss": 0.05}
+    history = backend_client(sandbox, ws).get_metric_history(run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(step, 1 / (step + 1)) for step in range(20)]
     versions = backend_client(sandbox, ws).search_model_versions(f"name='{model}'")
     assert [(v.version, v.run_id) for v in versions] == [("1", run_id)]
     return {"before": before, "connected": connected, "after": after}

@@ -117,6 +117,8 @@ class Sandbox:
         tenants: How many tenants. The service principals and the first user belong to all of
             them; the second user only to the first.
         token_lifetime: Seconds an access token lives (changeable while running).
+        async_batch_delay: Seconds between accepting a ``log-batch-async`` and writing its metrics
+            (changeable while running; Azure's is not public, see ``_batches``).
         device_code_interval: Polling interval the device-code endpoint asks for, in seconds.
         device_code_lifetime: Seconds a device code stays valid.
         page_size: Items per page of ARM lists (tenants, subscriptions, workspaces).
@@ -143,6 +145,7 @@ class Sandbox:
         tenants: int = 1,
         *,
         token_lifetime: float = 3600.0,
+        async_batch_delay: float = 0.5,
         device_code_interval: int = 1,
         device_code_lifetime: float = 900.0,
         page_size: int = 100,
@@ -161,6 +164,7 @@ class Sandbox:
         self.mlflow_api = mlflow_api
         self.cloud = cloud
         self.token_lifetime = float(token_lifetime)
+        self.async_batch_delay = float(async_batch_delay)
         self.device_code_interval = int(device_code_interval)
         self.device_code_lifetime = float(device_code_lifetime)
         self.page_size = int(page_size)

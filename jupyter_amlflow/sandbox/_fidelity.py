@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote
 
+from ._batches import LIMITS_MESSAGE, over_limits
+
 __all__ = [
     "ENTRIES",
     "LOGGED_MODEL_ARTIFACTS",
@@ -82,6 +84,15 @@ REGISTRY_SEARCH = (
     "Azure/azure-sdk-for-python#42155 (2025-07, azureml-mlflow 1.60: 400 `INVALID_PARAMETER_VALUE`, "
     "`Currently unsupported filter string format (we currently do not support OR). Provided filter string: "
     "tag.`mlflow.prompt.is_prompt` != 'true'`: the filter mlflow 3 adds to every registered-model search)"
+)
+BATCH_LIMITS = (
+    "mlflow 3.15 `mlflow.utils.validation._validate_batch_log_limits` and MLflow's REST reference (\"Log Batch\", "
+    "request limits); Azure ML's own limits are not public: assumed the same (a third-party tracker, gist "
+    "nbroad1881 2022: \"Azure ML cannot log more than 100 params\")"
+)
+ASYNC_BATCHES = (
+    "azureml-mlflow 1.62.0.post6 `AzureMLRestStore.log_batch_async` (\"params and tags are persisted in sync "
+    "fashion always\"; metrics polled with `get-run-data-status` until complete); Azure/azure-sdk-for-python#45403"
 )
 SANDBOX_ONLY = (
     "not an Azure API: mlflow's own multi-workspace admin API, which the sandbox uses to keep its "
@@ -265,6 +276,17 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     Entry(
         ("POST",),
+        r"2\.0/(?:preview/)?mlflow/runs/log-batch(?:-async)?",
+        "`POST /api/2.0/mlflow/runs/log-batch` (and Azure's `log-batch-async`) with more than 1,000 metrics, "
+        "100 params, 100 tags or 1,000 values",
+        "refused",
+        f"400 `{_NOT_SUPPORTED}` (mlflow's limits and wording; assumed for Azure)",
+        BATCH_LIMITS,
+        Refusal.mlflow(400, _NOT_SUPPORTED, LIMITS_MESSAGE),
+        when=over_limits,
+    ),
+    Entry(
+        ("POST",),
         r"2\.0/mlflow/experiments/update",
         "`POST /api/2.0/mlflow/experiments/update` (renaming an experiment)",
         "refused",
@@ -346,15 +368,16 @@ ENTRIES: tuple[Entry, ...] = (
         r"2\.0/preview/mlflow/runs/log-batch-async",
         "`POST /api/2.0/preview/mlflow/runs/log-batch-async` (Azure only: `log_metric(..., synchronous=False)`)",
         "served",
-        "a `batch_tracking_id`",
-        "azureml-mlflow 1.62.0.post6 `AzureMLRestStore.log_batch_async`; Azure/azure-sdk-for-python#45403",
+        "a `batch_tracking_id` at once (none without metrics); params and tags written then, metrics later "
+        "(the sandbox: `async_batch_delay`, 0.5 s; Azure's delay assumed)",
+        ASYNC_BATCHES,
     ),
     Entry(
         ("GET",),
         r"2\.0/preview/mlflow/runs/get-run-data-status",
         "`GET /api/2.0/preview/mlflow/runs/get-run-data-status` (Azure only)",
         "served",
-        "`is_complete`",
+        "`is_complete`: false until the batch's metrics are written (an id the run never got: 404, assumed)",
         "azureml-mlflow 1.62.0.post6 `AzureMLRestStore._await_run_data_impl`",
     ),
     Entry(

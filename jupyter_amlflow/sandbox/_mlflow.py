@@ -5,7 +5,8 @@ What the unmodified azureml-mlflow plugin calls, under the sandbox's HTTPS origi
 
 * ``B/mlflow/v1.0|v2.0{WSP}/api/2.0/mlflow/...`` (endpoint ``mlflow``): forwarded to the workspace's
   backend (``_backends``) in mlflow workspace ``workspace.backend_workspace``, plus Azure's
-  ``/api/2.0/preview/mlflow/runs/log-batch-async`` and ``.../get-run-data-status``. Artifact
+  deferred ``/api/2.0/preview/mlflow/runs/log-batch-async`` and ``.../get-run-data-status``
+  (``_batches``). Artifact
   locations in answers are rewritten from the backend's ``mlflow-artifacts:/workspaces/<w>/...`` to
   the ``azureml://`` forms the plugin parses:
 
@@ -39,13 +40,13 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import unquote, urlencode
 
 from ._backends import Backend, BackendPool, BackendReply, BackendStatus, BackendUnavailable
+from ._batches import Batches
 from ._blob import BlobStore, safe_relative
 from ._fidelity import LOGGED_MODEL_ARTIFACTS, OTLP_TRACES, Entry, classify, decode_path, encode_path, parameters
 from ._http import HttpError, Request, Response, Route, SandboxHTTPServer, route
@@ -170,6 +171,7 @@ class MlflowService:
         self.pool = BackendPool(sandbox.root / "backends", max_backends)
         self.blobs = BlobStore(sandbox.directory, sandbox.root / "blobs" / "staging", sandbox.storage_suffix)
         self.studio = Studio(self)
+        self.batches = Batches(self)
         self.artifact_page_size = ARTIFACT_PAGE_SIZE
         self.mode = sandbox.mlflow_api
         self._listener: SandboxHTTPServer | None = None
@@ -334,7 +336,8 @@ class MlflowService:
         req.fidelity = "unverified" if entry.verdict == "refused" else entry.verdict
         backend = self._backend(workspace, "mlflow")
         if azure_only:
-            handler = self._log_batch_async if api.endswith("log-batch-async") else self._run_data_status
+            batches = self.batches
+            handler = batches.log_batch_async if api.endswith("log-batch-async") else batches.run_data_status
             return handler(req, backend, workspace)
         body = req.body
         if req.method == "POST" and api.endswith(("experiments/create", "model-versions/create")):
@@ -390,36 +393,6 @@ class MlflowService:
         if isinstance(source, str) and (mapped := backend_artifact_uri(source, workspace.backend_workspace)):
             payload["source"] = mapped
         return json.dumps(payload).encode()
-
-    def _log_batch_async(self, req: Request, backend: Backend, workspace: Workspace) -> Response:
-        payload = req.json()
-        batch = {k: payload.get(k, []) for k in ("metrics", "params", "tags")}
-        reply = self._call(
-            backend,
-            workspace,
-            "POST",
-            "/api/2.0/mlflow/runs/log-batch",
-            "mlflow",
-            body=json.dumps({"run_id": payload.get("run_id", ""), **batch}).encode(),
-            content_type="application/json",
-        )
-        if reply.status != 200:
-            return self._reply(reply)
-        # Logged synchronously, so the plugin's first status poll already says "complete".
-        return Response.json({"batch_tracking_id": uuid.uuid4().hex})
-
-    def _run_data_status(self, req: Request, backend: Backend, workspace: Workspace) -> Response:
-        reply = self._call(
-            backend,
-            workspace,
-            "GET",
-            "/api/2.0/mlflow/runs/get",
-            "mlflow",
-            query=urlencode({"run_id": req.query.get("run_id", "")}),
-        )
-        if reply.status != 200:
-            return self._reply(reply)
-        return Response.json({"is_complete": True})
 
     # -- run history (run artifacts) -------------------------------------------------------------
     def _run(self, backend: Backend, workspace: Workspace, run_id: str, experiment: str) -> dict[str, Any]:

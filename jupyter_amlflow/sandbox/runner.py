@@ -74,6 +74,22 @@ def write_config(directory: Path, workspace: Workspace) -> Path:
     return path
 
 
+# The kernel's socket folder: "<folder>/kernel-<n>" must fit a Unix socket path (107 bytes).
+_MAX_SOCKET_DIR = 90
+
+
+def _short_temp_dir() -> str | None:
+    """Where to make the kernel's socket folder: the temp dir, or ``/tmp`` when TMPDIR is too long.
+
+    A test's or CI job's TMPDIR is often a deep path; ``/tmp`` is short and, like any folder made
+    by ``mkdtemp``, the folder inside it is private (0700).
+    """
+    default = tempfile.gettempdir()
+    if len(default) + len("/amlflow-kernel-XXXXXXXX") < _MAX_SOCKET_DIR or not os.path.isdir("/tmp"):
+        return None
+    return "/tmp"
+
+
 def run_notebook(
     sb: Sandbox, notebook: Path, *, workdir: Path, timeout: int = 600, output: Path | None = None
 ) -> Report:
@@ -91,9 +107,9 @@ def run_notebook(
     # other local users, and ipykernel has no "running over TCP without encryption" warning to print
     # over the summary. An absolute path: the default ("kernel-ipc") is relative, and the kernel
     # runs in another folder than this process.
-    sockets = Path(tempfile.mkdtemp(prefix="amlflow-kernel-"))
-    # A Unix socket path holds at most 107 bytes; under a very long TMPDIR, TCP it is.
-    ipc = {"transport": "ipc", "ip": str(sockets / "kernel")} if len(str(sockets)) < 90 else {}
+    sockets = Path(tempfile.mkdtemp(prefix="amlflow-kernel-", dir=_short_temp_dir()))
+    # A Unix socket path holds at most 107 bytes; where even the fallback is too long, TCP it is.
+    ipc = {"transport": "ipc", "ip": str(sockets / "kernel")} if len(str(sockets)) < _MAX_SOCKET_DIR else {}
     transport = Config({"KernelManager": ipc})
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True, config=transport)
     try:
