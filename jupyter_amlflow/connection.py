@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from . import azureml_limits, tracking
+from . import azureml_limits, compat, tracking
 from .display import KeyValues, Link
 from .errors import (
     ActiveRunError,
@@ -557,12 +557,14 @@ class Session:
             )
         uri = tracking.plugin_key(info.tracking_uri)
         self._wait_import(watch)
-        tracking.check_plugin_compatibility()
+        compat.check_plugin_compatibility()
         from .auth import SwappableCredential
 
         with watch.lock:
             if watch.cancelled:
                 raise _Cancelled
+            # Before the first MLflow call of this connect; undone by disconnect or a failed connect.
+            state.shims.append(compat.apply_shims())
             state.note_plugin_entries(uri, plan.cloud.name)
             tracking.register_cloud(plan.cloud)
             tracking.register_workspace(
@@ -602,6 +604,7 @@ class Session:
                 self._original.contexts.setdefault(key, value)
             for key, value in state.clouds.items():
                 self._original.clouds.setdefault(key, value)
+            self._original.shims.extend(state.shims)
         self._attach_async_logging(prepared.tracking_uri, plan.async_logging)
         self.connection = Connection(
             workspace=prepared.workspace,

@@ -208,7 +208,8 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "version",
-            "Versions of jupyter_amlflow, mlflow and azureml-mlflow, and whether they work together.",
+            "Versions of jupyter_amlflow, mlflow and azureml-mlflow, whether they work together (and how that "
+            "is known), and the repair for a mixed mlflow install.",
             "%amlflow version",
             _no_args,
         ),
@@ -480,27 +481,9 @@ class AmlflowMagics(Magics):
         return table
 
     def _do_version(self, args: argparse.Namespace) -> KeyValues:
-        from . import __version__, tracking
+        from . import compat
 
-        plugin, mlflow_version = tracking.installed_versions()
-        try:
-            import importlib.metadata as md
-
-            identity = md.version("azure-identity")
-        except Exception:  # a broken install is reported, not raised
-            identity = None
-        known = (plugin, mlflow_version) in tracking.KNOWN_GOOD
-        verdict = "a tested pair" if known else f"not a tested pair; the tested one: {tracking.INSTALL_HINT}"
-        return KeyValues(
-            "Versions",
-            [
-                ("jupyter_amlflow", __version__),
-                ("mlflow", mlflow_version),
-                ("azureml-mlflow", plugin),
-                ("azure-identity", identity),
-                ("mlflow + plugin", verdict),
-            ],
-        )
+        return compat.report()
 
     def _do_run(self, args: argparse.Namespace, cell: str) -> Any:
         from . import cellrun

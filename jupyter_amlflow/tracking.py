@@ -16,13 +16,11 @@ the only place that touches them:
   is added there, so artifact downloads find its storage suffix.
 
 ``MlflowState`` snapshots all of it so a failed connect, or ``disconnect()``, restores exactly
-what was there.
+what was there, and undoes the version shims connect applied (``compat.py``).
 """
 
 from __future__ import annotations
 
-import importlib.metadata
-import inspect
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -30,13 +28,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import AmlflowError, IncompatibleVersions, PermissionDenied, ServiceError
+from .errors import AmlflowError, PermissionDenied, ServiceError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from .arm import WorkspaceInfo
     from .clouds import Cloud
+    from .compat import AppliedShims
 
 #: Environment variables connect may set; snapshots restore them exactly.
 MANAGED_ENV = (
@@ -47,10 +46,6 @@ MANAGED_ENV = (
     "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT",
     "AZUREML_CURRENT_CLOUD",
 )
-
-#: Installed pairs known to work (CI checks the installed pair is one of these).
-KNOWN_GOOD = (("1.62.0.post6", "3.15.0"),)
-INSTALL_HINT = "pip install 'azureml-mlflow==1.62.0.post6' 'mlflow-skinny==3.15.0'"
 
 _TRACKING_PATH = re.compile(
     r"/mlflow/v\d+\.\d+/subscriptions/[^/]+/resourceGroups/[^/]+/providers/"
@@ -108,49 +103,6 @@ def mlflow_imported() -> bool:
     import sys
 
     return "mlflow" in sys.modules
-
-
-def installed_versions() -> tuple[str | None, str | None]:
-    """``(azureml-mlflow, mlflow)`` versions installed, either may be None."""
-
-    def version(*names: str) -> str | None:
-        for name in names:
-            try:
-                return importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                continue
-        return None
-
-    return version("azureml-mlflow"), version("mlflow-skinny", "mlflow")
-
-
-def check_plugin_compatibility() -> None:
-    """Raise ``IncompatibleVersions`` when the installed plugin cannot work with this mlflow.
-
-    The known break (azureml-mlflow 1.60 with mlflow 3.17): mlflow passes ``tracking_uri`` to
-    artifact repository builders and the old plugin's builder does not accept it, so every
-    ``log_artifact`` fails. Checked by signature, so it also catches pairs nobody listed.
-    """
-    plugin, mlflow_version = installed_versions()
-    if plugin is None:
-        raise IncompatibleVersions(
-            "The azureml-mlflow plugin is not installed",
-            "MLflow needs it to talk to Azure Machine Learning",
-            f"Run: {INSTALL_HINT}",
-        )
-    from azureml.mlflow import entry_point_loaders
-    from mlflow.store.artifact.artifact_repository_registry import ArtifactRepositoryRegistry
-
-    passes = set(inspect.signature(ArtifactRepositoryRegistry.get_artifact_repository).parameters)
-    accepts = set(inspect.signature(entry_point_loaders.azureml_artifacts_builder).parameters)
-    missing = sorted({"tracking_uri", "registry_uri"} & passes - accepts)
-    if missing:
-        raise IncompatibleVersions(
-            f"The azureml-mlflow plugin {plugin} does not work with mlflow {mlflow_version}",
-            f"This mlflow passes {', '.join(missing)} to the plugin's artifact repository, which does not "
-            "accept them, so logging artifacts would fail",
-            f"Run: {INSTALL_HINT}",
-        )
 
 
 # -- the plugin's tables --------------------------------------------------------------------------
@@ -290,6 +242,8 @@ class MlflowState:
     # Our stable credentials registered for a URI, with the inner credential each held: a
     # failed connect may have swapped it.
     swaps: list[tuple[Any, Any]] = field(default_factory=list)
+    # Shims for this mlflow and plugin that connect applied (compat.apply_shims), undone last.
+    shims: list[AppliedShims] = field(default_factory=list)
 
     @classmethod
     def capture(cls) -> MlflowState:
@@ -355,6 +309,8 @@ class MlflowState:
                 plugin_cloud.KNOWN_CLOUDS.pop(name, None)
             else:
                 plugin_cloud.KNOWN_CLOUDS[name] = cloud
+        for shims in reversed(self.shims):
+            shims.undo_all()
 
 
 def active_run_id() -> str | None:

@@ -63,6 +63,18 @@ def errors_of(nb: Any, index: int) -> list[dict[str, Any]]:
     return [out for out in outputs(nb, index) if out["output_type"] == "error"]
 
 
+def _spec_manager(python: Path, where: Path) -> Any:
+    import json
+
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    folder = where / ".kernels" / "other"
+    folder.mkdir(parents=True, exist_ok=True)
+    argv = [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (folder / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "other", "language": "python"}))
+    return KernelSpecManager(kernel_dirs=[str(folder.parent)])
+
+
 class LiveKernel:
     """A real kernel driven cell by cell, so a test can interrupt a cell while it runs.
 
@@ -70,10 +82,15 @@ class LiveKernel:
     outside (the sandbox received a request), send the interrupt and time the reply.
     """
 
-    def __init__(self, *, env: dict[str, str], cwd: Path, startup_timeout: float = 60) -> None:
+    def __init__(
+        self, *, env: dict[str, str], cwd: Path, startup_timeout: float = 60, python: Path | None = None
+    ) -> None:
         from jupyter_client.manager import KernelManager
 
-        self.manager = KernelManager(kernel_name="python3")
+        if python is None:
+            self.manager = KernelManager(kernel_name="python3")
+        else:  # a kernel of another environment (its own ipykernel), through a kernel spec of our own
+            self.manager = KernelManager(kernel_name="other", kernel_spec_manager=_spec_manager(python, cwd))
         self.manager.start_kernel(env={**os.environ, **env}, cwd=str(cwd))
         self.client = self.manager.blocking_client()
         self.client.start_channels()
