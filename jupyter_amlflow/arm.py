@@ -36,6 +36,7 @@ from .errors import (
     ServiceError,
     SignInError,
 )
+from .pasteable import magic_option
 
 if TYPE_CHECKING:
     from azure.core import PipelineClient
@@ -205,7 +206,7 @@ class ArmClient:
     def subscriptions(self, *, tenant_id: str | None = None) -> list[SubscriptionInfo]:
         """The subscriptions visible in the signed-in tenant, or in ``tenant_id`` (paging followed)."""
         where = f" in tenant {tenant_id}" if tenant_id else ""
-        command = "%amlflow list subscriptions" + (f" --tenant {tenant_id}" if tenant_id else "")
+        command = "%amlflow list subscriptions" + (" " + magic_option("--tenant", tenant_id) if tenant_id else "")
         op = _Op("Resource Manager: GET subscriptions", f"Could not list your subscriptions{where}", command)
         rows = self._paged(op, self._url("subscriptions"), {"api-version": SUBSCRIPTIONS_API}, tenant_id)
         return [
@@ -480,6 +481,24 @@ class ArmClient:
             return pipeline
 
 
+def check_metadata_url(url: str) -> None:
+    """Refuse a cloud metadata URL that is not https (no request is sent).
+
+    Raises:
+        CloudError: It is not an https:// URL with a host.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "https" or not parts.netloc:
+        # The document decides where sign-ins (a service principal's secret included) and tokens go:
+        # over plain http anyone on the path could rewrite it.
+        raise CloudError(
+            f"Cannot fetch cloud metadata from {_short(url, 80)!r}",
+            "It is not an https:// URL, and the document decides where sign-ins and tokens go",
+            "Give the ARM metadata URL over https, e.g. "
+            "%amlflow clouds add https://HOST/metadata/endpoints?api-version=2019-05-01",
+        )
+
+
 def fetch_cloud_metadata(url: str, *, timeout: float = 30.0) -> object:
     """GET an ARM ``/metadata/endpoints`` document (unauthenticated) and return its JSON.
 
@@ -491,13 +510,8 @@ def fetch_cloud_metadata(url: str, *, timeout: float = 30.0) -> object:
     from azure.core.exceptions import AzureError
     from azure.core.rest import HttpRequest
 
+    check_metadata_url(url)
     parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.netloc:
-        raise CloudError(
-            f"Cannot fetch cloud metadata from {_short(url, 80)!r}",
-            "It is not an http(s) URL",
-            "Give the ARM metadata URL, e.g. %amlflow clouds add https://HOST/metadata/endpoints?api-version=2019-05-01",
-        )
     endpoint = f"Cloud metadata: GET {parts.scheme}://{parts.netloc}{parts.path}"
     op = _Op(
         endpoint, f"Could not fetch the cloud metadata document {parts.netloc}{parts.path}", "%amlflow clouds add URL"
@@ -747,13 +761,21 @@ class _Op:
     workspace: str | None = None
 
     def again_in_tenant(self, tenant_id: str) -> str:
-        """The command to type to do this again, signed in to ``tenant_id``."""
+        """The command to type to do this again, signed in to ``tenant_id``.
+
+        The tenant comes from the server's answer: written inert (``pasteable``), as are the names.
+        """
         if self.workspace and self.command == "%amlflow connect":
-            return (
-                f"%amlflow connect --tenant {tenant_id} --subscription {self.subscription_id} "
-                f"--resource-group {self.resource_group} --workspace {self.workspace}"
+            return " ".join(
+                (
+                    "%amlflow connect",
+                    magic_option("--tenant", tenant_id),
+                    magic_option("--subscription", self.subscription_id or ""),
+                    magic_option("--resource-group", self.resource_group or ""),
+                    magic_option("--workspace", self.workspace),
+                )
             )
-        return f"{self.command} --tenant {tenant_id}"
+        return f"{self.command} {magic_option('--tenant', tenant_id)}"
 
 
 def _arm_error(response: HttpResponse) -> tuple[str, str]:
@@ -830,7 +852,7 @@ def _tenant_from_challenge(response: HttpResponse) -> str | None:
     match = _AUTHORIZATION_URI_RE.search(challenge)
     if match:
         segments = [s for s in urlsplit(match["uri"]).path.split("/") if s]
-        if segments:
+        if segments and segments[-1].isprintable():  # it goes into a command to type
             return segments[-1]
     _code, message = _arm_error(response)
     must = _MUST_MATCH_RE.search(message)
@@ -1127,5 +1149,6 @@ __all__ = [
     "WorkspaceInfo",
     "WorkspaceReference",
     "WrongTenant",
+    "check_metadata_url",
     "fetch_cloud_metadata",
 ]

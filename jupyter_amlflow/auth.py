@@ -61,6 +61,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import threading
 import time
@@ -140,6 +141,9 @@ class DeviceCodePrompt:
     user_code: str
     expires_at: datetime
     message: str
+    # Hosts whose sign-in page may be shown as a link (``Cloud.device_login_hosts``); empty: any
+    # https host (a custom cloud's own). The page comes from the server's answer.
+    link_hosts: tuple[str, ...] = ()
 
 
 class DeviceCodeRenderer(Protocol):
@@ -604,8 +608,10 @@ def _display(value: object, limit: int = 200) -> str:
 # -- persistence paths -------------------------------------------------------------------------------
 def record_path(cloud_name: str) -> Path:
     """Where the saved sign-in (``AuthenticationRecord``, no secret in it) for a cloud lives."""
+    from .userfiles import state_dir
+
     safe = re.sub(r"[^A-Za-z0-9_.-]", "_", cloud_name) or "cloud"
-    return Path.home() / ".jupyter_amlflow" / f"auth-record-{safe}.json"
+    return state_dir() / f"auth-record-{safe}.json"
 
 
 def token_cache_paths(cache_name: str = CACHE_NAME) -> list[Path]:
@@ -632,7 +638,9 @@ def logout(*, cache_name: str = CACHE_NAME) -> list[str]:
     removed: list[str] = []
     if _clear_secret_store(cache_name):
         removed.append(f"token cache {cache_name!r} in the system secret store")
-    records = sorted((Path.home() / ".jupyter_amlflow").glob("auth-record-*.json"))
+    from .userfiles import state_dir
+
+    records = sorted(state_dir().glob("auth-record-*.json"))
     for path in [*token_cache_paths(cache_name), *records]:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
@@ -887,9 +895,10 @@ class _Gate:
 class _PromptRelay:
     """The device-code ``prompt_callback``: turns the flow into a ``DeviceCodePrompt`` for the renderer."""
 
-    def __init__(self, renderer: DeviceCodeRenderer, gate: _Gate) -> None:
+    def __init__(self, renderer: DeviceCodeRenderer, gate: _Gate, link_hosts: tuple[str, ...] = ()) -> None:
         self.renderer = renderer
         self.gate = gate
+        self.link_hosts = link_hosts
         self.prompt: DeviceCodePrompt | None = None
         self._finished = False
 
@@ -904,6 +913,7 @@ class _PromptRelay:
                 f"To sign in, open {verification_uri} and enter the code {user_code} "
                 f"(it expires at {expires_at.astimezone(timezone.utc):%H:%M:%S} UTC)."
             ),
+            link_hosts=self.link_hosts,
         )
         self.renderer.show(self.prompt)
 
@@ -1149,7 +1159,7 @@ def _device_code(ctx: _Context) -> _Success:
     saved = _silent(ctx, DeviceCodeCredential, options)
     if saved is not None:
         return saved
-    relay = _PromptRelay(ctx.renderer, ctx.gate)
+    relay = _PromptRelay(ctx.renderer, ctx.gate, ctx.cloud.device_login_hosts)
     credential = DeviceCodeCredential(
         tenant_id=ctx.tenant_id or "organizations",
         prompt_callback=relay,
@@ -1575,16 +1585,21 @@ def _prepare_cache_dir(*, check: bool) -> None:
     its directory.
     """
     directory = _cache_dir()
-    if not directory.exists():
+    if not os.path.lexists(directory):
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         directory.chmod(0o700)
     if not check:
         return
     for path in (directory, *token_cache_paths(CACHE_NAME)):
         try:
-            st = path.stat()
+            st = os.lstat(path)  # the path itself: a planted symlink is refused, not followed
         except FileNotFoundError:
             continue
+        if stat.S_ISLNK(st.st_mode):
+            raise _Failed(
+                f"the token cache path {path} is a symbolic link",
+                f"Remove it (rm {path}), or do not persist the sign-in",
+            )
         mode = st.st_mode & 0o777
         others = mode & 0o077
         foreign = hasattr(os, "getuid") and st.st_uid != os.getuid()
@@ -1614,13 +1629,15 @@ def _no_secret_store_failure() -> _Failed:
 def _load_record(cloud: Cloud) -> AuthenticationRecord | None:
     from azure.identity import AuthenticationRecord
 
+    from .userfiles import read_private
+
     path = record_path(cloud.name)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
+        text = read_private(path)
+    except OSError as exc:  # an unsafe folder or a link included: sign in again instead
         _LOG.warning("Ignoring the saved sign-in %s: %s", path, exc)
+        return None
+    if text is None:
         return None
     try:
         record = AuthenticationRecord.deserialize(text)
@@ -1643,14 +1660,11 @@ def _save_record(cloud: Cloud, record: AuthenticationRecord) -> str:
     pinned = AuthenticationRecord(
         record.tenant_id, record.client_id, _authority_netloc(cloud), record.home_account_id, record.username
     )
+    from .userfiles import write_private
+
     path = record_path(cloud.name)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_name(path.name + ".tmp")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(pinned.serialize())
-        os.replace(temporary, path)
+        write_private(path, pinned.serialize())
     except OSError as exc:
         _LOG.warning("Could not save the sign-in to %s: %s", path, exc)
         return f"not saved for new kernels ({exc.strerror or exc})"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import tracking
 from .display import Link, Message
-from .errors import ActiveRunError
+from .errors import ActiveRunError, AmlflowError
 
 if TYPE_CHECKING:
     from .connection import Session
@@ -64,12 +64,26 @@ def run_cell(
     except BaseException as exc:
         mlflow.end_run(status="FAILED")
         show(_summary(conn.run_url(run_id), run, "FAILED"))
+        if isinstance(exc, KeyboardInterrupt):
+            # Not "nothing was changed" (what an interrupted command says): part of the cell ran.
+            raise _interrupted(run, conn.run_url(run_id)) from None
         if shell is not None and isinstance(exc, Exception):
             _traceback_from_the_cell(shell, exc, filename)
         raise
     mlflow.end_run()
     show(_summary(conn.run_url(run_id), run, "FINISHED"))
     return value
+
+
+def _interrupted(run: Any, url: str | None) -> AmlflowError:
+    name = run.info.run_name or run.info.run_id
+    link = f" ({url})" if url else ""
+    return AmlflowError(
+        "%%amlflow run: interrupted while the cell ran",
+        f"the cell ran up to the interruption, and its MLflow run {name} ({run.info.run_id}) is in the workspace "
+        f"with status FAILED{link}",
+        "It keeps what it logged; run the cell again for a new run",
+    )
 
 
 def _cache_as_the_cell(shell: Any, cell: str, source: str, tree: ast.Module, last: ast.Expression | None) -> str:

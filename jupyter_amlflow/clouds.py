@@ -80,6 +80,8 @@ class Cloud:
         studio: Azure ML Studio, no trailing slash (None when the cloud has no Studio).
         metadata_url: The metadata document a custom cloud came from.
         custom: True when read from a metadata document rather than built in.
+        device_login_hosts: The hosts of the device-code sign-in page (``verification_uri``) that
+            may be shown as a link; empty for a custom cloud (any https host then).
     """
 
     name: str
@@ -90,6 +92,28 @@ class Cloud:
     studio: str | None
     metadata_url: str | None = None
     custom: bool = False
+    device_login_hosts: tuple[str, ...] = ()
+
+    @property
+    def origin(self) -> str:
+        """Where this cloud's endpoints come from, as ``status`` and ``clouds`` show it."""
+        if not self.custom:
+            return "built in"
+        return f"custom, from {self.metadata_url}" if self.metadata_url else "custom"
+
+    def same_endpoints(self, other: Cloud) -> bool:
+        """Whether ``other`` sends sign-ins, tokens, data and links to the same places."""
+
+        def key(c: Cloud) -> tuple[str, ...]:
+            return (
+                c.authority.rstrip("/").lower(),
+                c.resource_manager.rstrip("/").lower(),
+                c.storage_suffix.lstrip(".").lower(),
+                (c.portal or "").rstrip("/").lower(),
+                (c.studio or "").rstrip("/").lower(),
+            )
+
+        return key(self) == key(other)
 
     @property
     def arm_scope(self) -> str:
@@ -160,6 +184,12 @@ class Cloud:
         return f"{self.studio.rstrip('/')}/{path}?wsid={wsid}{tid}"
 
 
+# Device-code pages: Entra ID answers https://microsoft.com/devicelogin (public cloud),
+# .../deviceloginchina and .../deviceloginus (MSAL's device-code tests and Azure CLI output show
+# them); the v1 endpoint answers its own login host (.../common/oauth2/deviceauth), and
+# login.microsoft.com/device is the newer form of the public page.
+_MICROSOFT = ("microsoft.com", "www.microsoft.com")
+
 AZURE_PUBLIC_CLOUD = Cloud(
     name="AzureCloud",
     authority="https://login.microsoftonline.com",
@@ -167,6 +197,7 @@ AZURE_PUBLIC_CLOUD = Cloud(
     storage_suffix="core.windows.net",
     portal="https://portal.azure.com",
     studio="https://ml.azure.com",
+    device_login_hosts=(*_MICROSOFT, "login.microsoftonline.com", "login.microsoft.com"),
 )
 AZURE_CHINA_CLOUD = Cloud(
     name="AzureChinaCloud",
@@ -175,6 +206,7 @@ AZURE_CHINA_CLOUD = Cloud(
     storage_suffix="core.chinacloudapi.cn",
     portal="https://portal.azure.cn",
     studio="https://ml.azure.cn",
+    device_login_hosts=(*_MICROSOFT, "login.chinacloudapi.cn", "login.partner.microsoftonline.cn"),
 )
 AZURE_US_GOVERNMENT = Cloud(
     name="AzureUSGovernment",
@@ -183,6 +215,7 @@ AZURE_US_GOVERNMENT = Cloud(
     storage_suffix="core.usgovcloudapi.net",
     portal="https://portal.azure.us",
     studio="https://ml.azure.us",
+    device_login_hosts=(*_MICROSOFT, "login.microsoftonline.us"),
 )
 BUILTIN_CLOUDS: tuple[Cloud, ...] = (AZURE_PUBLIC_CLOUD, AZURE_CHINA_CLOUD, AZURE_US_GOVERNMENT)
 
@@ -369,9 +402,48 @@ class CloudCatalog:
             hint + CUSTOM_CLOUD_FIX,
         )
 
+    def check(self, cloud: Cloud) -> None:
+        """Refuse ``cloud`` if it would change a cloud this catalog knows (any letter case).
+
+        A metadata document is fetched from wherever a URL points; if it could redefine
+        ``AzureCloud`` (or a cloud added earlier), the next sign-in to that cloud, a service
+        principal's secret included, would go to the document's hosts. The same endpoints again
+        are fine: Azure's own document lists the public clouds.
+
+        Raises:
+            CloudError: ``cloud`` has the name of a known cloud and other endpoints.
+        """
+        known = self._clouds.get(cloud.name.strip().lower())
+        if known is None or known.same_endpoints(cloud):
+            return
+        source = f"Cloud metadata from {quote_input(cloud.metadata_url, 100)}" if cloud.metadata_url else "A cloud"
+        what = "built-in cloud" if not known.custom else "cloud added earlier"
+        changed = [
+            f"{label} {quote_input(new)} instead of {quote_input(old)}"
+            for label, new, old in (
+                ("sign-in", cloud.authority, known.authority),
+                ("Resource Manager", cloud.resource_manager, known.resource_manager),
+                ("storage", cloud.storage_suffix, known.storage_suffix),
+                ("portal", cloud.portal or "none", known.portal or "none"),
+                ("Studio", cloud.studio or "none", known.studio or "none"),
+            )
+            if new.rstrip("/").lower() != old.rstrip("/").lower()
+        ]
+        raise CloudError(
+            f"{source} is refused: it redefines the {what} {known.name}",
+            f"it gives {'; '.join(changed)}, and sign-ins to {known.name} would go there",
+            "A custom cloud needs a name of its own: check that the URL is your cloud's Resource Manager "
+            "metadata document; nothing was added",
+        )
+
     def add(self, cloud: Cloud) -> None:
-        """Add ``cloud``, replacing one of the same name (any letter case)."""
-        self._clouds[cloud.name.lower()] = cloud
+        """Add ``cloud``; the same cloud again changes nothing (the one known stays).
+
+        Raises:
+            CloudError: It would change a known cloud's endpoints (see ``check``).
+        """
+        self.check(cloud)
+        self._clouds.setdefault(cloud.name.lower(), cloud)
 
     def names(self) -> list[str]:
         """The clouds' names, built-ins first, in the order they were added."""

@@ -110,7 +110,7 @@ class Connection:
                 ("Resource group", w.resource_group),
                 ("Subscription", w.subscription_id),
                 ("Region", w.location),
-                ("Cloud", self.cloud.name),
+                ("Cloud", self.cloud.name if not self.cloud.custom else f"{self.cloud.name} ({self.cloud.origin})"),
                 ("Tenant", self.tenant_id),
                 ("Signed in as", f"{self.identity.name} ({self.identity.kind}, {self.method})"),
                 ("Experiment", f"{self.experiment.name}{created}"),
@@ -315,8 +315,10 @@ class Session:
 
         clouds = clouds_from_metadata(fetch_cloud_metadata(url, timeout=self.timeout), url)
         for cloud in clouds:
+            self.catalog.check(cloud)  # the whole document, before any of it is added
+        for cloud in clouds:
             self.catalog.add(cloud)
-        return clouds
+        return [self.catalog.get(cloud.name) for cloud in clouds]
 
     # -- sign-in -------------------------------------------------------------------------------
     def sign_in(
@@ -504,12 +506,7 @@ class Session:
                 "jupyter_amlflow does not replace it silently",
                 "Use it as it is, or replace it for this kernel: %amlflow connect ... --force",
             )
-        if run_id := tracking.active_run_id():
-            raise ActiveRunError(
-                f"An MLflow run is active ({run_id})",
-                "switching the workspace now would leave it orphaned",
-                "End it first: mlflow.end_run(), then connect again",
-            )
+        _refuse_active_runs("switching the workspace now would leave it orphaned", "connect again")
         tenant_id = tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
         if tenant_id is not None:
             from .auth import _check_tenant
@@ -695,12 +692,7 @@ class Session:
         """Restore what was there before this session's first connect."""
         if self.connection is None:
             raise NotConnected("Not connected", "there is nothing to disconnect", "")
-        if run_id := tracking.active_run_id():
-            raise ActiveRunError(
-                f"An MLflow run is active ({run_id})",
-                "disconnecting now would leave it orphaned",
-                "End it first: mlflow.end_run(), then disconnect",
-            )
+        _refuse_active_runs("disconnecting now would leave it orphaned", "disconnect")
         assert self._original is not None
         if self._async is not None:
             # Sent while the credential is still registered; Ctrl-C leaves everything connected.
@@ -756,6 +748,20 @@ class Session:
 
 
 NOT_SET = "not set: mlflow logs to its local default store in the working folder"
+
+
+def _refuse_active_runs(why: str, then: str) -> None:
+    """Raise ``ActiveRunError`` if an MLflow run is active in this thread or in another one."""
+    if run_id := tracking.active_run_id():
+        raise ActiveRunError(f"An MLflow run is active ({run_id})", why, f"End it first: mlflow.end_run(), then {then}")
+    if elsewhere := tracking.active_run_elsewhere():
+        run_id, thread = elsewhere
+        raise ActiveRunError(
+            f"An MLflow run is active in another thread ({run_id}, thread {thread!r})",
+            why,
+            f"Let that thread end its run first (mlflow.end_run() there, or leave its 'with mlflow.start_run()' "
+            f"block), then {then}",
+        )
 
 
 def _set_by_hand() -> bool:

@@ -50,9 +50,15 @@ def _clean(text: str) -> str:
     return "".join(ch for ch in text if ch.isprintable())
 
 
-def _is_web_url(url: str) -> bool:
+def _linkable(url: str, hosts: tuple[str, ...]) -> bool:
+    """Whether the sign-in page may be a link: https, and (for a built-in cloud) one of its hosts.
+
+    The address comes from the server's answer; a link to anywhere else is shown as text only.
+    """
     parts = urlsplit(url)
-    return parts.scheme in ("https", "http") and bool(parts.netloc)
+    if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+        return False
+    return not hosts or (parts.hostname.lower() in hosts and parts.port in (None, 443))
 
 
 def _seconds_left(prompt: DeviceCodePrompt, now: datetime) -> int:
@@ -155,12 +161,12 @@ class DeviceCodeView:
         prompt = self.prompt
         url = _clean(prompt.verification_uri)
         code = html.escape(_clean(prompt.user_code))
-        if _is_web_url(url):
+        if _linkable(url, prompt.link_hosts):
             link = (
                 f'<a href="{html.escape(url, quote=True)}" target="_blank" rel="noopener noreferrer">'
                 f"{html.escape(url)}</a>"
             )
-        else:  # never make a link of anything but a web address
+        else:  # never make a link of anything but the cloud's own sign-in page
             link = f"<code>{html.escape(url)}</code>"
         seconds = _seconds_left(prompt, self._now())
         return (

@@ -55,19 +55,26 @@ def list_things(
         return Table("Subscriptions", ["Name", "Subscription id", "Tenant", "State"], rows), [
             s.subscription_id for s in subs
         ]
-    # Discovery is many requests, each under the timeout; the whole may take longer.
+    from .discovery import discover
+
+    # The panel's discovery: every tenant of the sign-in, unless --tenant names one. Many requests,
+    # each under the timeout; the whole may take longer.
     found = session.call(
         "Resource Manager: workspace discovery",
-        lambda: client.discover_workspaces(subscriptions),
+        lambda: discover(client, signin.tenant_id, subscriptions=subscriptions, only_tenant=tenant is not None),
         timeout=session.timeout * 10,
     )
     workspaces = sorted(found.workspaces, key=lambda w: (w.name.lower(), w.resource_group.lower()))
-    rows = [[w.name, w.resource_group, w.location, w.subscription_id] for w in workspaces]
-    note = f"Found with {found.method}. "
+    rows = [
+        [w.name, w.resource_group, w.location, w.subscription_id, w.tenant_id or signin.tenant_id] for w in workspaces
+    ]
+    note = f"Found with {found.discovery.method}. "
     note += "Connect: %amlflow connect --subscription SUB --resource-group RG --workspace NAME"
-    if found.errors:
-        note += "; not listed: " + "; ".join(f"{sub}: {err.what}" for sub, err in found.errors.items())
-    return Table("Workspaces", ["Name", "Resource group", "Region", "Subscription"], rows, note), [
+    if len({row[4] for row in rows}) > 1:
+        note += "; add --tenant TENANT for a workspace outside the tenant you signed in to"
+    if found.notes:
+        note += "; not listed: " + "; ".join(found.notes)
+    return Table("Workspaces", ["Name", "Resource group", "Region", "Subscription", "Tenant"], rows, note), [
         w.name for w in workspaces
     ]
 

@@ -350,18 +350,30 @@ class AmlflowMagics(Magics):
         return devicecode.TextDeviceCodeRenderer(sys.stdout)
 
     def _do_connect(self, args: argparse.Namespace) -> Any:
+        from .connect_options import check_timeout, checked_options
+
         platform = _platform_kwargs(args)
+        check_timeout(args.timeout)
         if (
             _nothing_to_go_on(args)
             and not any(platform.values())  # the panel would not use them: let connect say what is missing
             and references_find_config() is None
             and self._widgets_render()
         ):
-            # Nothing names a workspace and no config.json: let the person pick one.
-            return self._do_panel(args)
+            # Nothing names a workspace and no config.json: let the person pick one, starting from
+            # the options given, each checked as connect would check it.
+            start = checked_options(
+                self.session,
+                cloud=args.cloud,
+                cloud_metadata_url=args.cloud_metadata_url,
+                tenant=args.tenant,
+                auth=args.auth,
+                experiment=args.experiment,
+                force=args.force,
+                timeout=args.timeout,
+            )
+            return self._do_panel(args, start)
         if args.timeout is not None:
-            if not (0 < args.timeout < float("inf")):  # argparse's float() also takes "nan" and "inf"
-                raise UsageError("%amlflow connect: --timeout must be a positive number of seconds")
             self.session.timeout = args.timeout
         try:
             conn = self.session.connect(
@@ -387,10 +399,10 @@ class AmlflowMagics(Magics):
         self.experiment_names = sorted({*self.experiment_names, conn.experiment.name})
         return conn
 
-    def _do_panel(self, args: argparse.Namespace) -> Any:
+    def _do_panel(self, args: argparse.Namespace, start: Any = None) -> Any:
         from .panel import WorkspacePanel
 
-        return WorkspacePanel(self.session)
+        return WorkspacePanel(self.session, start=start)
 
     def _do_experiment(self, args: argparse.Namespace) -> Any:
         if args.name is None:
@@ -429,15 +441,26 @@ class AmlflowMagics(Magics):
                 raise UsageError(
                     "%amlflow clouds add URL: give the ARM metadata URL, e.g. https://HOST/metadata/endpoints?api-version=2019-05-01"
                 )
-            added = self.session.add_clouds_from_metadata(args.url)
-            note = f"Added {', '.join(c.name for c in added)}."
+            clouds = self.session.add_clouds_from_metadata(args.url)
+            # A cloud the catalog knew already (a built-in one, say) stays as it was.
+            added = [c.name for c in clouds if c.metadata_url == args.url]
+            known = [c.name for c in clouds if c.metadata_url != args.url]
+            note = "; ".join(
+                part
+                for part in (
+                    f"Added {', '.join(added)}" if added else "",
+                    f"already known, unchanged: {', '.join(known)}" if known else "",
+                )
+                if part
+            )
+            note = note[0].upper() + note[1:] + "."
         else:
             note = "Add a custom cloud: %amlflow clouds add URL (an ARM /metadata/endpoints document)."
         rows = [
-            [c.name, c.authority, c.resource_manager, Link(c.studio, c.studio) if c.studio else None]
+            [c.name, c.origin, c.authority, c.resource_manager, Link(c.studio, c.studio) if c.studio else None]
             for c in self.session.catalog
         ]
-        return Table("Clouds", ["Name", "Sign-in", "Resource Manager", "Studio"], rows, note)
+        return Table("Clouds", ["Name", "Source", "Sign-in", "Resource Manager", "Studio"], rows, note)
 
     def _do_list(self, args: argparse.Namespace) -> Table:
         from . import listing
@@ -479,7 +502,11 @@ class AmlflowMagics(Magics):
 
     # -- completion ----------------------------------------------------------------------------
     def complete(self, event: Any) -> list[str]:
-        """Tab completion: subcommands, options, cloud names, and names already fetched (no network)."""
+        """Tab completion: subcommands, options, cloud names, and names already fetched (no network).
+
+        Names come from servers; each completion is written so that the line gives it back
+        exactly and IPython's expansion evaluates nothing in it (``pasteable.magic_arg``).
+        """
         words = event.text_until_cursor.split()
         typing_new = event.text_until_cursor.endswith(" ")
         words = words[1:]  # drop "%amlflow" / "%%amlflow"
@@ -498,9 +525,9 @@ class AmlflowMagics(Magics):
             "-e": self.experiment_names,
         }
         if previous in values:
-            return list(values[previous])
+            return _inert(values[previous])
         if command.name == "experiment":
-            return list(self.experiment_names)
+            return _inert(self.experiment_names)
         if command.name == "list":
             return ["tenants", "subscriptions", "workspaces", "experiments"]
         if command.name == "help":
@@ -508,6 +535,19 @@ class AmlflowMagics(Magics):
         if command.name == "clouds":
             return ["list", "add"]
         return [opt for action in command.parser()._actions for opt in action.option_strings if opt.startswith("--")]
+
+
+def _inert(names: Sequence[str]) -> list[str]:
+    """Names as completions a line gives back unchanged (names no magic line can carry are left out)."""
+    from .pasteable import magic_arg
+
+    out = []
+    for name in names:
+        try:
+            out.append(magic_arg(name, quotes=False))
+        except ValueError:
+            continue
+    return out
 
 
 def _nothing_to_go_on(args: argparse.Namespace) -> bool:
@@ -551,6 +591,12 @@ def unload(shell: Any) -> None:
     for kind in ("line", "cell"):
         shell.magics_manager.magics[kind].pop("amlflow", None)
     shell.magics_manager.registry.pop("AmlflowMagics", None)
+    if magics is not None:
+        # Magics.__init__ put the instance into shell.configurables (for %config); leaving it there
+        # would keep its Session, with credentials and open clients, alive after unloading.
+        if hasattr(shell, "configurables"):
+            shell.configurables[:] = [c for c in shell.configurables if c is not magics]
+        magics.session.forget_sign_ins()
     dispatch = shell.strdispatchers.get("complete_command")
     if dispatch is not None:
         for key in ("%amlflow", "%%amlflow"):

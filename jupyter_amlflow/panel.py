@@ -48,7 +48,6 @@ import html
 import itertools
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -63,9 +62,10 @@ from .errors import AmlflowError
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from .arm import ArmClient, Discovery, SubscriptionInfo, TenantInfo, WorkspaceInfo
+    from .arm import Discovery, SubscriptionInfo, TenantInfo, WorkspaceInfo
     from .auth import SignIn
     from .clouds import Cloud
+    from .connect_options import ConnectOptions
     from .connection import Connection, Session
 
 log = logging.getLogger(__name__)
@@ -114,7 +114,9 @@ class Choices:
 
 def default_choices_path() -> Path:
     """``~/.jupyter_amlflow/panel.json``."""
-    return Path.home() / ".jupyter_amlflow" / "panel.json"
+    from .userfiles import state_dir
+
+    return state_dir() / "panel.json"
 
 
 class ChoiceStore:
@@ -133,12 +135,15 @@ class ChoiceStore:
         return self._path if self._path is not None else default_choices_path()
 
     def load(self) -> Choices:
-        """The remembered choices; empty ones when there are none or the file is unreadable."""
+        """The remembered choices; empty ones when there are none, or the file is unreadable or unsafe."""
+        from .userfiles import read_private
+
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return Choices()
-        except (OSError, ValueError) as exc:  # a broken file only loses the preselection
+            text = read_private(self.path)
+            if text is None:
+                return Choices()
+            data = json.loads(text)
+        except (OSError, ValueError) as exc:  # a broken file (or a folder others can write) only loses the preselection
             log.info("Ignoring remembered panel choices in %s: %s", self.path, exc)
             return Choices()
         if not isinstance(data, dict):
@@ -147,15 +152,14 @@ class ChoiceStore:
         return Choices(**{k: v for k, v in data.items() if k in known and (v is None or isinstance(v, str))})
 
     def save(self, choices: Choices) -> None:
-        """Write ``choices`` atomically: directory 0700, file 0600."""
-        path = self.path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(asdict(choices), out, indent=1)
-        os.chmod(temporary, 0o600)  # whatever the umask did
-        os.replace(temporary, path)
+        """Write ``choices`` atomically (``userfiles.write_private``: folder 0700, file 0600, no links).
+
+        Raises:
+            OSError: Not written (``userfiles.UnsafeLocation`` says why the folder is refused).
+        """
+        from .userfiles import write_private
+
+        write_private(self.path, json.dumps(asdict(choices), indent=1))
 
 
 # -- background jobs ------------------------------------------------------------------------------
@@ -210,14 +214,20 @@ class WorkspacePanel:
     Args:
         session: The kernel's ``Session`` (the magics' one): sign-ins and the connection live there.
         store: Where choices are remembered (default ``~/.jupyter_amlflow/panel.json``).
+        start: Options ``%amlflow connect`` was given (checked already): they win over the
+            remembered choice.
     """
 
-    def __init__(self, session: Session, *, store: ChoiceStore | None = None) -> None:
+    def __init__(
+        self, session: Session, *, store: ChoiceStore | None = None, start: ConnectOptions | None = None
+    ) -> None:
         from .auth import METHODS
         from .clouds import cloud_name_from_env
+        from .connect_options import ConnectOptions
         from .platform import default_methods
 
         self.session = session
+        self.start = start if start is not None else ConnectOptions()
         self.store = store if store is not None else ChoiceStore()
         self.remembered = self.store.load()
         self._lock = threading.RLock()
@@ -246,14 +256,22 @@ class WorkspacePanel:
             self._cloud_urls[name] = None
         if env_cloud and env_cloud.lower() not in {n.lower() for n in names}:
             self._cloud_urls[env_cloud] = session.env.get("ARM_CLOUD_METADATA_URL")
-        r = self.remembered
+        r, given = self.remembered, self.start
         if r.cloud and r.cloud.lower() not in {n.lower() for n in self._cloud_urls}:
             self._cloud_urls[r.cloud] = r.cloud_metadata_url
+        if given.cloud and given.cloud.lower() not in {n.lower() for n in self._cloud_urls}:
+            # Unknown yet: sign-in reads it from the metadata document (checked to exist and be https).
+            self._cloud_urls[given.cloud] = given.cloud_metadata_url or session.env.get("ARM_CLOUD_METADATA_URL")
         default_cloud = env_cloud or session.default_cloud or "AzureCloud"
         connected = session.connection
-        cloud_value = _pick(list(self._cloud_urls), connected.cloud.name if connected else None, r.cloud, default_cloud)
+        cloud_value = _pick(
+            list(self._cloud_urls), given.cloud, connected.cloud.name if connected else None, r.cloud, default_cloud
+        )
         auto = ", ".join(session.auth or default_methods(session.platform))
         method_options = [(f"Automatic ({auto})", AUTO), *((METHOD_LABELS.get(m, m), m) for m in METHODS)]
+        if given.methods and len(given.methods) > 1:  # --auth a,b: that order, as one choice
+            method_options.append((f"These, in order: {', '.join(given.methods)}", ",".join(given.methods)))
+        method_value = ",".join(given.methods) if given.methods else r.method
 
         self.cloud = widgets.Dropdown(
             description="Cloud", options=[(n, n) for n in self._cloud_urls], value=cloud_value, style=_STYLE
@@ -261,6 +279,8 @@ class WorkspacePanel:
         self.cloud_url = widgets.Text(
             description="Custom cloud",
             placeholder="https://HOST/metadata/endpoints?api-version=2019-05-01",
+            # --cloud-metadata-url alone: Add cloud reads it (which clouds it holds needs the network).
+            value=given.cloud_metadata_url if given.cloud_metadata_url and not given.cloud else "",
             style=_STYLE,
             layout=widgets.Layout(width="540px"),
         )
@@ -268,14 +288,14 @@ class WorkspacePanel:
         self.tenant_input = widgets.Text(
             description="Tenant",
             placeholder="optional: tenant id or domain",
-            value=r.tenant or "",
+            value=given.tenant or r.tenant or "",
             style=_STYLE,
             layout=widgets.Layout(width=_WIDTH),
         )
         self.method = widgets.Dropdown(
             description="Sign in with",
             options=method_options,
-            value=r.method if r.method in {v for _, v in method_options} else AUTO,
+            value=method_value if method_value in {v for _, v in method_options} else AUTO,
             style=_STYLE,
             layout=widgets.Layout(width=_WIDTH),
         )
@@ -304,6 +324,7 @@ class WorkspacePanel:
         self.progress = widgets.HTML()
         self.experiment = widgets.Combobox(
             description="Experiment",
+            value=given.experiment or "",
             placeholder=EXPERIMENT_HINT,
             options=[],
             ensure_option=False,
@@ -351,19 +372,36 @@ class WorkspacePanel:
         self._on_click(self.add_cloud_button, self._add_cloud)
         self._on_click(self.sign_in_button, self._sign_in)
         self._on_click(self.connect_button, self._connect)
-        self._set_status("info", "Choose the cloud and how to sign in, then press Sign in.")
+        self._set_status("info", self._start_note())
         if connected is not None:
             self._show_connected(connected)
 
+    def _start_note(self) -> str:
+        given = self.start
+        note = "Choose the cloud and how to sign in, then press Sign in."
+        if given.cloud_metadata_url and not given.cloud:
+            note = "Press Add cloud to read the clouds of the metadata URL given, then Sign in."
+        if given.timeout is not None:
+            note += (
+                f" (--timeout {given.timeout:g} applies to commands; the panel's steps take up to "
+                f"{self.session.timeout:g} s each: %config AmlflowMagics.timeout = {given.timeout:g} changes that.)"
+            )
+        return note
+
     # -- display ---------------------------------------------------------------------------------
     def commands(self) -> list[str]:
-        """The ``%amlflow`` commands that do what the panel does, for the current (or remembered) choice."""
+        """The ``%amlflow`` commands that do what the panel does, for the current (or remembered) choice.
+
+        Every value is written with ``pasteable.magic_option``: names come from servers (a
+        workspace, an experiment another user created), and a pasted command must neither change
+        them nor evaluate anything in them.
+        """
         with self._lock:
             cloud = self.cloud.value or "AzureCloud"
-            options = f"--cloud {cloud}"
+            options = _option("--cloud", cloud)
             url = self._cloud_urls.get(cloud)
             if url and url != self.session.env.get("ARM_CLOUD_METADATA_URL"):
-                options += f" --cloud-metadata {_quote(url)}"
+                options += " " + _option("--cloud-metadata-url", url)
             chosen = self._found.get(self.workspace.value or "")
             tenant = self.tenant_input.value.strip()
             if (
@@ -373,21 +411,26 @@ class WorkspacePanel:
             ):
                 tenant = chosen.tenant_id  # a workspace in another of the identity's tenants
             if tenant:
-                options += f" --tenant {_quote(tenant)}"
-            if self.method.value != AUTO:
-                options += f" --auth {self.method.value}"
+                options += " " + _option("--tenant", tenant)
+            # %amlflow list signs in the default way; only connect takes --auth.
+            auth = " " + _option("--auth", self.method.value) if self.method.value != AUTO else ""
             if chosen is not None:
-                where = f"--subscription {chosen.subscription_id} --resource-group {_quote(chosen.resource_group)} "
-                where += f"--workspace {chosen.name}"
+                where = " ".join(
+                    (
+                        _option("--subscription", chosen.subscription_id),
+                        _option("--resource-group", chosen.resource_group),
+                        _option("--workspace", chosen.name),
+                    )
+                )
             elif self.remembered.workspace:
-                where = _quote(self.remembered.workspace)
+                where = _arg(self.remembered.workspace, "WORKSPACE_ID")
             else:
                 where = "--subscription SUBSCRIPTION_ID --resource-group RESOURCE_GROUP --workspace WORKSPACE"
             experiment = self.experiment.value.strip() or self.remembered.experiment or "NAME"
             return [
                 f"%amlflow list subscriptions {options}",
                 f"%amlflow list workspaces {options}",
-                f"%amlflow connect {where} {options} --experiment {_quote(experiment)}",
+                f"%amlflow connect {where} {options}{auth} {_option('--experiment', experiment)}",
                 "%amlflow list experiments",
                 "%amlflow experiment NAME",
                 "%amlflow status",
@@ -647,7 +690,7 @@ class WorkspacePanel:
             raise AmlflowError("Choose a cloud first", "", "Pick one in Cloud, or add a custom cloud by its URL")
         url = self._cloud_urls.get(name)
         tenant = self.tenant_input.value.strip() or self.session.env.get("AZURE_TENANT_ID") or None
-        methods = None if self.method.value == AUTO else (self.method.value,)
+        methods = None if self.method.value == AUTO else tuple(self.method.value.split(","))
         self._reset_sign_in()
         self.device_code.outputs = ()
         self.sign_in_button.disabled = True
@@ -695,37 +738,17 @@ class WorkspacePanel:
         self._set_status("busy", "Finding your workspaces…", spinner=True)
 
         def work(ticket: Ticket) -> tuple[Discovery, list[str]]:
-            notes: list[str] = []
-            try:
-                tenants = client.tenants()
-            except AmlflowError as exc:  # the home tenant's lists still work without the tenant list
-                notes.append(exc.what)
-                tenants = []
-            subscriptions = self._subscriptions_of(client, tenants, signin.tenant_id, notes)
-            self._apply(ticket, lambda: self._show_lists(tenants, subscriptions))
-            many = len({t.tenant_id for t in tenants} | {signin.tenant_id}) > 1
+            from .discovery import discover  # the same discovery as %amlflow list workspaces
 
-            def found(batch: list[WorkspaceInfo]) -> None:
-                self._apply(ticket, lambda: self._add_found(batch))
-
-            discovery = client.discover_workspaces(on_found=found, all_tenants=many)
-            notes.extend(f"{where}: {error.what}" for where, error in discovery.errors.items())
-            return discovery, notes
+            found = discover(
+                client,
+                signin.tenant_id,
+                on_lists=lambda tenants, subs: self._apply(ticket, lambda: self._show_lists(tenants, subs)),
+                on_found=lambda batch: self._apply(ticket, lambda: self._add_found(batch)),
+            )
+            return found.discovery, found.notes
 
         self._background("listing", work, self._listing_done)
-
-    def _subscriptions_of(
-        self, client: ArmClient, tenants: list[TenantInfo], home: str, notes: list[str]
-    ) -> list[SubscriptionInfo]:
-        found = {s.subscription_id: s for s in client.subscriptions()}
-        for tenant in tenants:
-            if tenant.tenant_id == home:
-                continue
-            try:
-                found.update({s.subscription_id: s for s in client.subscriptions(tenant_id=tenant.tenant_id)})
-            except AmlflowError as exc:  # another tenant may demand its own sign-in; the rest still lists
-                notes.append(exc.what)
-        return sorted(found.values(), key=lambda s: s.display_name.lower())
 
     def _show_lists(self, tenants: list[TenantInfo], subscriptions: list[SubscriptionInfo]) -> None:
         self._subscriptions = {s.subscription_id: s for s in subscriptions}
@@ -916,7 +939,7 @@ class WorkspacePanel:
         choices = Choices(
             cloud=cloud.name,
             cloud_metadata_url=url,
-            method=methods[0] if methods else AUTO,
+            method=",".join(methods) if methods else AUTO,
             tenant=self.tenant_input.value.strip() or None,
             subscription=self.subscription.value or None,
             workspace=chosen.arm_id,
@@ -942,6 +965,7 @@ class WorkspacePanel:
                 tenant=tenant,
                 auth=methods,
                 experiment=experiment,
+                force=self.start.force,
                 renderer=NotebookDeviceCodeRenderer(_PanelDisplay(self, ticket)),
             )
 
@@ -998,8 +1022,21 @@ def _pick(values: list[str], *preferred: str | None) -> str | None:
     return values[0] if values else None
 
 
-def _quote(value: str) -> str:
-    """Quote a command-line value the way ``%amlflow`` splits it (shlex)."""
-    import shlex
+def _arg(value: str, placeholder: str) -> str:
+    """``value`` as an inert ``%amlflow`` argument (a placeholder if no magic line can carry it)."""
+    from .pasteable import magic_arg
 
-    return shlex.quote(value)
+    try:
+        return magic_arg(value)
+    except ValueError:
+        return placeholder
+
+
+def _option(name: str, value: str) -> str:
+    """``--name VALUE``, inert (see ``pasteable``); ``--name NAME`` if no magic line can carry it."""
+    from .pasteable import magic_option
+
+    try:
+        return magic_option(name, value)
+    except ValueError:
+        return f"{name} {name.lstrip('-').replace('-', '_').upper()}"

@@ -323,6 +323,33 @@ def active_run_id() -> str | None:
     return run.info.run_id if run else None
 
 
+def active_run_elsewhere() -> tuple[str, str] | None:
+    """``(run id, thread name)`` of a run active in another live thread of this process, if any.
+
+    mlflow keeps one stack of active runs per thread (``fluent._active_run_stack``, a
+    ``ThreadLocalVariable`` that also records every thread's value, as mlflow's own
+    ``_get_latest_active_run`` reads it), so ``mlflow.active_run()`` sees the calling thread's
+    only. A run a worker thread keeps open must stop connect and disconnect as one in this thread
+    does: its next call would go to another workspace, or to a local ``mlflow.db``. A thread that
+    has ended cannot log any more; its leftover stack is not counted.
+    """
+    if not mlflow_imported():
+        return None
+    import threading
+
+    from mlflow.tracking import fluent
+
+    stacks = getattr(getattr(fluent, "_active_run_stack", None), "get_all_thread_values", None)
+    if stacks is None:  # another mlflow: only the calling thread's runs can be seen
+        return None
+    me = threading.get_ident()
+    alive = {t.ident: t.name for t in threading.enumerate()}
+    for ident, stack in stacks().items():
+        if ident != me and ident in alive and stack:
+            return stack[-1].info.run_id, alive[ident]
+    return None
+
+
 def apply(tracking_uri: str, experiment_id: str, cloud_name: str) -> None:
     """Point this kernel's MLflow at the workspace (the commit step of connect).
 

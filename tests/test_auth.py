@@ -321,8 +321,10 @@ def test_device_code_approved_by_a_second_user_signs_that_user_in(sb: Any, cloud
         f"To sign in, open {sb.base_url}/devicelogin and enter the code {prompt.user_code} "
         f"(it expires at {prompt.expires_at:%H:%M:%S} UTC)."
     )
-    # The renderer never sees the secret device code: only these four fields exist.
-    assert sorted(vars(prompt)) == ["expires_at", "message", "user_code", "verification_uri"]
+    # The renderer never sees the secret device code: only these fields exist (link_hosts: the
+    # cloud's sign-in page hosts, none for the sandbox's custom cloud).
+    assert sorted(vars(prompt)) == ["expires_at", "link_hosts", "message", "user_code", "verification_uri"]
+    assert prompt.link_hosts == ()
     assert recorder.outcomes == [("signed-in", f"Signed in as {sb.bob.username}.")]
     assert [r for r in requests_to(sb, "token") if r.status == 200][-1].identity_name == sb.bob.username
 

@@ -134,6 +134,7 @@ def test_panel_in_the_browser_signs_in_by_device_code_and_connects(
             login.keyboard.press("Control+V")  # what the Copy button put on the clipboard
             expect(login.locator("#code")).to_have_value(code)
             login.locator("#user").select_option(sb.alice.username)
+            login.locator("#password").fill(sb.user_password(sb.alice))
             shots.take(login, "devicelogin")
             login.locator("#approve").click()
             expect(login.locator("h1#result")).to_have_text("You have signed in")

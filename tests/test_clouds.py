@@ -82,7 +82,10 @@ def test_builtin_cloud_values(
     name: str, authority: str, resource_manager: str, storage: str, portal: str, studio: str
 ) -> None:
     cloud = by_name(name)
-    assert cloud == Cloud(name, authority, resource_manager, storage, portal, studio)
+    assert dataclasses.replace(cloud, device_login_hosts=()) == Cloud(
+        name, authority, resource_manager, storage, portal, studio
+    )
+    assert "microsoft.com" in cloud.device_login_hosts  # microsoft.com/devicelogin[china|us]
     assert cloud.arm_scope == resource_manager + ".default"
     assert cloud.authority_host == authority
     assert cloud.is_public_authority
@@ -218,7 +221,7 @@ def test_sandbox_metadata_document(sandbox_doc: tuple[Any, object]) -> None:
     assert cloud.arm_scope == base + "/.default"
     assert not cloud.is_public_authority
     assert cloud.studio_run_url("r1", SUB, "rg", "mlw-1", None) == (
-        f"{base}/studio/runs/r1?wsid=/subscriptions/{SUB}/resourcegroups/rg/workspaces/mlw-1"
+        f"{sb.studio_url}/runs/r1?wsid=/subscriptions/{SUB}/resourcegroups/rg/workspaces/mlw-1"
     )
 
 
@@ -288,7 +291,10 @@ def test_azure_style_document_gives_the_builtin_values() -> None:
         )
     )
     parsed = clouds_from_metadata(document, DOC_URL)
-    assert [dataclasses.replace(c, metadata_url=None, custom=False) for c in parsed] == list(BUILTIN_CLOUDS)
+    assert [dataclasses.replace(c, metadata_url=None, custom=False) for c in parsed] == [
+        dataclasses.replace(c, device_login_hosts=()) for c in BUILTIN_CLOUDS
+    ]
+    assert all(parsed[i].same_endpoints(c) for i, c in enumerate(BUILTIN_CLOUDS))
     assert all(c.custom and c.metadata_url == DOC_URL for c in parsed)
 
 
@@ -426,23 +432,32 @@ def test_unknown_cloud_message_is_one_clean_line() -> None:
     assert "\n" not in message and "\x1b" not in message
 
 
-def test_catalog_add_replaces_same_name_and_lists_custom_clouds() -> None:
+def test_catalog_keeps_a_known_cloud_and_lists_custom_clouds() -> None:
     catalog = CloudCatalog()
     custom = Cloud(
-        "Contoso", "https://login.contoso.test", "https://arm.contoso.test/", "core.contoso.test", None, None
+        "Contoso", "https://login.contoso.test", "https://arm.contoso.test/", "core.contoso.test", None, None, custom=True
     )
     catalog.add(custom)
     assert catalog.get("CONTOSO") is custom
     assert "contoso" in catalog and "Mars" not in catalog and 3 not in catalog
-    replacement = dataclasses.replace(custom, name="contoso", storage_suffix="core2.contoso.test")
-    catalog.add(replacement)
-    assert catalog.get("Contoso") is replacement
-    assert catalog.names() == ["AzureCloud", "AzureChinaCloud", "AzureUSGovernment", "contoso"]
-    assert list(catalog) == [*BUILTIN_CLOUDS, replacement]
+    # The same endpoints again (another spelling, a trailing slash) change nothing.
+    again = dataclasses.replace(custom, name="contoso", authority="https://login.contoso.test/")
+    catalog.add(again)
+    assert catalog.get("Contoso") is custom
+    # Other endpoints under a known name are refused (tests/test_cloud_trust.py goes through the magics).
+    moved = dataclasses.replace(custom, name="contoso", storage_suffix="core2.contoso.test")
+    with pytest.raises(CloudError, match="it redefines the cloud added earlier Contoso"):
+        catalog.add(moved)
+    with pytest.raises(CloudError, match="it redefines the built-in cloud AzureCloud"):
+        catalog.add(dataclasses.replace(custom, name="azurecloud"))
+    assert catalog.get("Contoso") is custom
+    assert catalog.names() == ["AzureCloud", "AzureChinaCloud", "AzureUSGovernment", "Contoso"]
+    assert list(catalog) == [*BUILTIN_CLOUDS, custom]
+    assert [c.origin for c in catalog] == ["built in", "built in", "built in", "custom"]
     assert len(catalog) == 4
     with pytest.raises(CloudError) as caught:
         catalog.get("Mars")
-    assert "Known clouds: AzureCloud, AzureChinaCloud, AzureUSGovernment, contoso." in str(caught.value)
+    assert "Known clouds: AzureCloud, AzureChinaCloud, AzureUSGovernment, Contoso." in str(caught.value)
 
 
 def test_catalog_can_start_from_other_clouds() -> None:

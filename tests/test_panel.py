@@ -344,7 +344,7 @@ def test_errors_in_callbacks_land_in_the_status_area(
     panel.add_cloud_button.click()
     wait_until(lambda: status_state(panel) == "info", "the added cloud", panel)
     assert f"Added {sb.cloud}" in panel.status.value and panel.cloud.value == sb.cloud
-    assert f"--cloud {sb.cloud} --cloud-metadata '{sb.metadata_url}'" in repr(panel)
+    assert f"--cloud {sb.cloud} --cloud-metadata-url '{sb.metadata_url}'" in repr(panel)
 
     ws = sb.workspaces[1]
     sign_in(panel)

@@ -53,7 +53,12 @@ def test_a_user_notebook_tested_with_the_plugin_fixture(pytester: pytest.Pyteste
 def test_the_sandbox_api_block(pytester: pytest.Pytester) -> None:
     body = API_BLOCK + (
         "    assert env['AZUREML_CURRENT_CLOUD'] == sb.cloud and ws.tracking_uri.startswith('azureml://')\n"
-        "    assert backend.startswith('http://127.0.0.1:')\n"
+        # The access key rides in the URI (Basic auth); a plain MlflowClient needs nothing else.
+        "    assert backend.startswith('http://sandbox:') and '@127.0.0.1:' in backend\n"
+        "    from mlflow import MlflowClient\n"
+        "    client = MlflowClient(tracking_uri=backend)\n"
+        "    client.create_experiment('from-the-api-block')\n"
+        "    assert 'from-the-api-block' in [e.name for e in client.search_experiments()]\n"
     )
     script = pytester.path / "api.py"
     script.write_text(body)

@@ -104,7 +104,7 @@ def test_readme_commands_work_on_a_fresh_copy(tmp_path: Path) -> None:
     assert out.startswith("Executed "), out[:3000]
     assert "Executed " in out and "all succeeded" in out, out
     assert re.search(r"quickstart\s+\[FINISHED\]", out) and "rmse=" in out and "learning_rate=0.02" in out, out
-    assert re.search(r"Studio:\s+https://127\.0\.0\.1:\d+/studio/runs/[0-9a-f]{32}\?wsid=/subscriptions/", out), out
+    assert re.search(r"Studio:\s+https://127\.0\.0\.1:\d+/studio/[\w-]+/runs/[0-9a-f]{32}\?wsid=/subscriptions/", out), out
     # The links die with the demo: it says so, and how to keep them.
     assert out.rstrip().endswith("run examples/quickstart.ipynb --keep-running"), out[-500:]
 

@@ -13,6 +13,7 @@ import ssl
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from test_sandbox_mlflow import (  # noqa: F401 - the two fixtures apply to this module too
@@ -232,15 +233,18 @@ def test_paths_are_decided_decoded_and_normalised(raw: str, decoded: str | None)
 # -- the mlflow workspaces API is never reachable (issue: isolation bypass by percent-encoding) ----------
 def _raw(sb: Any, method: str, path: str, token: str | None, body: dict[str, Any] | None = None) -> tuple[int, bytes]:
     """One request with ``http.client``, path sent byte for byte as given (no client-side normalising)."""
-    if path.startswith("/backend/"):
-        host, port = sb.backend_tracking_uri(sb.workspaces[0]).split("//", 1)[1].split("/", 1)[0].split(":")
-        conn: http.client.HTTPConnection = http.client.HTTPConnection(host, int(port), timeout=30)
-    else:
-        context = ssl.create_default_context(cafile=sb.ca_bundle)
-        conn = http.client.HTTPSConnection("127.0.0.1", int(sb.base_url.rsplit(":", 1)[1]), context=context, timeout=30)
     headers = {"Content-Type": "application/json"}
     if token:
         headers["Authorization"] = "Bearer " + token
+    if path.startswith("/backend/"):
+        # The plain listener wants the sandbox's access key (tests/test_sandbox_access.py); with it,
+        # the path check is what answers.
+        parts = urlsplit(sb.backend_tracking_uri(sb.workspaces[0]))
+        conn: http.client.HTTPConnection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+        headers["Authorization"] = "Bearer " + sb.access_key
+    else:
+        context = ssl.create_default_context(cafile=sb.ca_bundle)
+        conn = http.client.HTTPSConnection("127.0.0.1", int(sb.base_url.rsplit(":", 1)[1]), context=context, timeout=30)
     try:
         conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
         answer = conn.getresponse()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from typing import Any
@@ -224,21 +225,33 @@ def test_device_login_page_approves_by_form(sb_env: Any) -> None:
     thread = threading.Thread(target=sign_in, daemon=True)
     thread.start()
     pending = sb.wait_for_device_code(20)
-    page = requests.get(f"{sb.base_url}/devicelogin", verify=sb.ca_bundle, timeout=10)
-    assert 'name="code"' in page.text and sb.bob.username in page.text
+
+    def page_token() -> str:
+        # The page's one-time token, which the form must send back (see sandbox/_access.py).
+        page = requests.get(f"{sb.base_url}/devicelogin", verify=sb.ca_bundle, timeout=10)
+        assert 'name="code"' in page.text and sb.bob.username in page.text
+        return re.search(r'name="page_token" value="([^"]+)"', page.text).group(1)
+
+    password = sb.user_password(sb.bob)
     wrong = requests.post(
         f"{sb.base_url}/devicelogin",
-        data={"code": "NOPE", "user": sb.bob.username, "action": "approve"},
+        data={
+            "code": "NOPE", "user": sb.bob.username, "password": password, "action": "approve",
+            "page_token": page_token(),
+        },
         verify=sb.ca_bundle,
         timeout=10,
-    )
+    )  # fmt: skip
     assert wrong.status_code == 400 and "That code did not work" in wrong.text
     ok = requests.post(
         f"{sb.base_url}/devicelogin",
-        data={"code": pending.user_code.lower(), "user": sb.bob.username, "action": "approve"},
+        data={
+            "code": pending.user_code.lower(), "user": sb.bob.username, "password": password,
+            "action": "approve", "page_token": page_token(),
+        },
         verify=sb.ca_bundle,
         timeout=10,
-    )
+    )  # fmt: skip
     assert ok.status_code == 200 and "You have signed in" in ok.text
     thread.join(20)
     assert result["record"].username == sb.bob.username

@@ -10,6 +10,11 @@ to it over HTTPS (a CA generated per run) on 127.0.0.1, as if it were Azure::
         os.environ.update(sb.service_principal)
         ...
 
+Every local process reaches 127.0.0.1: what is not public on Azure needs the sandbox's per-run
+secrets (``_access``): the backend URI's access key, the identity secret, the users' passwords on
+the device-login page, the Studio key in ``studio_url``; the ``mlflow server`` processes listen
+only on Unix sockets in a 0700 folder.
+
 See ``README.md`` (section "The sandbox") for every knob.
 """
 
@@ -27,6 +32,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ._access import Access
 from ._arm import ResourceManager
 from ._entra import Entra
 from ._fidelity import MODES
@@ -187,6 +193,8 @@ class Sandbox:
         self._thread: threading.Thread | None = None
         self._listeners: list[tuple[SandboxHTTPServer, threading.Thread]] = []
         self.mlflow: Any = None  # the MLflow part (``_mlflow.MlflowService``) when enabled
+        # The per-run secrets of ``_access``: a local process without them gets 401.
+        self.access = Access(self.directory.new_secret(32))
         self.identity_header = ""
         self.started = False
 
@@ -365,6 +373,7 @@ class Sandbox:
                 home_tenant=tenant_ids[0],
                 tenants=list(tenant_ids),
                 username=f"{alias}@{domain}",
+                password=d.new_secret(12),
             )
         )
         if role is not None:
@@ -475,8 +484,21 @@ class Sandbox:
 
     @property
     def studio_url(self) -> str:
-        """The sandbox's stand-in for Azure ML Studio."""
-        return f"{self.base_url}/studio"
+        """The sandbox's stand-in for Azure ML Studio (its path carries the read-only Studio key)."""
+        return f"{self.base_url}/studio/{self.access.studio_key}"
+
+    @property
+    def access_key(self) -> str:
+        """The per-run secret the plain backend listener wants (``backend_tracking_uri`` carries it)."""
+        return self.access.access_key
+
+    def user_password(self, user: Identity | str) -> str:
+        """A sandbox user's password, which the device-login page asks for (an identity or username)."""
+        name = user if isinstance(user, str) else (user.username or "")
+        found = next((i for i in self.directory.users() if (i.username or "").lower() == name.lower()), None)
+        if found is None or found.password is None:
+            raise LookupError(f"no sandbox user {name!r}")
+        return found.password
 
     @property
     def env(self) -> dict[str, str]:
@@ -545,8 +567,12 @@ class Sandbox:
 
     @property
     def msi_endpoint_env(self) -> dict[str, str]:
-        """Cloud Shell style identity endpoint (``MSI_ENDPOINT``)."""
-        return {"MSI_ENDPOINT": f"{self.base_url}/msi/token"}
+        """Azure ML compute style identity endpoint (``MSI_ENDPOINT`` with ``MSI_SECRET``).
+
+        Not the Cloud Shell form (``MSI_ENDPOINT`` alone): on a shared machine's loopback an
+        endpoint without a secret would give any local process the identity's tokens.
+        """
+        return {"MSI_ENDPOINT": f"{self.base_url}/msi/token", "MSI_SECRET": self.identity_header}
 
     def cloud_metadata(self) -> list[dict[str, Any]]:
         """The ``/metadata/endpoints`` document: one cloud, this sandbox."""
@@ -701,6 +727,8 @@ class Sandbox:
         return (f"{self.base_url}/",)
 
     def _authenticate(self, req: Request, route: Route) -> None:
+        if route.key:
+            self.access.require_key(req)
         if not route.auth:
             return
         header = req.header("authorization") or ""

@@ -19,6 +19,7 @@ from types import FrameType
 
 from ..pasteable import connect_command
 from . import MLFLOW_API_MODES, Sandbox
+from ._envfile import OwnFile, taken
 
 SECRET_NAMES = ("AZURE_CLIENT_SECRET",)
 
@@ -47,8 +48,8 @@ def export_lines(sb: Sandbox) -> list[str]:
     for name, value in sb.service_principal.items():
         if name in SECRET_NAMES:
             path = Path(sb.root) / name.lower()
-            path.write_text(value)
-            path.chmod(0o600)
+            if not taken(path):  # a second call reuses the file the first one made
+                OwnFile.create(path, value)
             lines.append(f'export {name}="$(cat {shlex.quote(str(path))})"')
         else:
             lines.append(f"export {name}={shlex.quote(value)}")
@@ -103,7 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         default="azure",
         help="azure (default): refuse the MLflow calls Azure ML refuses; open-source: forward them all",
     )
-    p.add_argument("--env-file", type=Path, help="also write the export lines to this file (mode 0600)")
+    p.add_argument(
+        "--env-file",
+        type=Path,
+        help="also write the export lines to this new file (mode 0600; an existing path is refused), "
+        "removed at exit",
+    )
     return p
 
 
@@ -138,6 +144,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.command_line = [*_program(), *argv]  # to suggest the same command with --keep-running
         return run_main(args)
     args = _parser().parse_args(argv)
+    if args.env_file is not None and taken(args.env_file):
+        # Checked before anything starts; created exclusively below all the same (a race).
+        print(
+            f"amlflow-sandbox: --env-file {args.env_file} exists; it is never overwritten. "
+            "Give a path that does not exist yet, or remove that file first.",
+            file=sys.stderr,
+        )
+        return 2
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -153,20 +167,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         mlflow=not args.no_mlflow,
         mlflow_api=args.mlflow_api,
     )
+    env_file: OwnFile | None = None
     try:
         sb.start()
         lines = export_lines(sb)
         if args.env_file:
-            args.env_file.write_text("\n".join(lines) + "\n")
-            args.env_file.chmod(0o600)
+            try:
+                env_file = OwnFile.create(args.env_file, "\n".join(lines) + "\n")
+            except OSError as exc:
+                print(
+                    f"amlflow-sandbox: cannot create --env-file {args.env_file}: {exc.strerror or exc}. "
+                    "Give a new path in a folder you can write to.",
+                    file=sys.stderr,
+                )
+                return 2
         print("\n".join(lines), flush=True)
         print("\n".join(ready_lines(sb)), file=sys.stderr, flush=True)
         while not stop.wait(0.5):
             pass
     finally:
         sb.stop()
-        if args.env_file and args.env_file.exists():
-            args.env_file.unlink()
+        if env_file is not None:
+            env_file.remove()  # only the file made above, if it is still there unchanged
     print("# sandbox stopped", file=sys.stderr, flush=True)
     return 0
 

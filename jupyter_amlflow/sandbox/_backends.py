@@ -4,6 +4,11 @@ Each backend is one ``mlflow server --enable-workspaces`` process with its own S
 artifact directory under ``<sandbox root>/backends/<n>/``. A sandbox workspace is one mlflow
 workspace (named by its lowercase workspace id) on one backend, so a few backends serve any number
 of workspaces and mlflow keeps them apart. A backend starts when the first MLflow call needs it.
+
+A backend listens on no TCP port: its uvicorn serves a Unix socket (``--uds``, passed through
+``mlflow server --uvicorn-opts``) in a folder only this user can enter (mode 0700), so on a shared
+machine no other user's process can reach the unauthenticated mlflow server; the sandbox's own
+listeners, which check the caller, are the only way in.
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ import http.client
 import json
 import logging
 import os
+import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -25,6 +32,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3
+import urllib3.connection
 
 from ._model import Workspace
 
@@ -37,6 +45,8 @@ _POLL = 0.05
 # Client-side settings and credentials that must not reach a server process (they would change
 # what it does, or put a secret into a process that needs none).
 _SCRUBBED_PREFIXES = ("AZURE_", "AZUREML_", "MLFLOW_", "IDENTITY_", "MSI_", "ARM_CLOUD_")
+# sockaddr_un holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
+_MAX_SOCKET_PATH = 100
 
 
 class GroupWatcher(Protocol):
@@ -69,7 +79,7 @@ class BackendStatus:
     """What a backend is doing, for tests and people debugging the sandbox."""
 
     index: int
-    port: int | None
+    socket_path: Path
     pid: int | None
     running: bool
     workspaces: int
@@ -82,6 +92,92 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def private_socket_dir(root: Path) -> Path:
+    """``root/sockets``, mode 0700, for the backends' Unix sockets (inside the sandbox's folder, so
+    whatever removes that folder, the watchdog included, removes them too)."""
+    directory = root / "sockets"
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = os.lstat(directory)  # not through a symlink someone planted
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+        raise BackendUnavailable(f"{directory} is not a folder of this user's; the backends' sockets cannot go there")
+    os.chmod(directory, 0o700)  # whatever the umask, or an earlier run, left
+    return directory
+
+
+class SocketFolder:
+    """Where the backends' sockets are, and a path short enough to connect to each.
+
+    ``sockaddr_un`` holds about 100 bytes, and a sandbox root given by the caller (a pytest
+    ``tmp_path``) can be deeper than that. The server binds a path relative to its own working
+    folder (``../sockets/N.sock``); this side connects through ``/proc/self/fd/<folder fd>/N.sock``
+    when the absolute path is too long (Linux), so the sockets never leave the sandbox's folder.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.path = private_socket_dir(root)
+        self._fd: int | None = None
+        if len(os.fsencode(self.path / "00.sock")) > _MAX_SOCKET_PATH:
+            if not os.path.isdir("/proc/self/fd"):
+                raise BackendUnavailable(
+                    f"the sandbox folder {root} is too deep for a Unix socket path here; give Sandbox(root=...) "
+                    "a shorter one, or none"
+                )
+            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+
+    def connect_path(self, name: str) -> str:
+        """The path to connect to the socket ``name``."""
+        if self._fd is None:
+            return str(self.path / name)
+        return f"/proc/self/fd/{self._fd}/{name}"
+
+    def close(self) -> None:
+        """Close the folder's descriptor (if one was opened)."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
+
+
+class _UnixConnection(urllib3.connection.HTTPConnection):
+    """An HTTP connection to a Unix socket (urllib3 speaks TCP only)."""
+
+    def __init__(self, *args: Any, socket_path: str = "", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.socket_path = socket_path
+
+    def _new_conn(self) -> socket.socket:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if isinstance(self.timeout, (int, float)):
+            sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError as exc:
+            sock.close()
+            raise urllib3.exceptions.NewConnectionError(self, f"cannot connect to {self.socket_path}: {exc}") from exc
+        return sock
+
+
+class _UnixConnectionPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _UnixConnection  # type: ignore[assignment]
+
+
+class _UnixHealthConnection(http.client.HTTPConnection):
+    """A plain ``http.client`` connection to a Unix socket, for the health poll."""
+
+    def __init__(self, socket_path: str, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self.socket_path = socket_path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.socket_path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
 
 
 def _server_env(home: Path, tmp: Path) -> dict[str, str]:
@@ -102,17 +198,18 @@ def _server_env(home: Path, tmp: Path) -> dict[str, str]:
 class Backend:
     """One ``mlflow server`` process, started on demand, stopped with its whole process group."""
 
-    def __init__(self, index: int, directory: Path, closing: threading.Event) -> None:
+    def __init__(self, index: int, directory: Path, closing: threading.Event, sockets: SocketFolder) -> None:
         self.index = index
         self.directory = directory
         self.artifacts_dir = directory / "artifacts"
         self.log_path = directory / "server.log"
+        self._sockets = sockets
+        self.socket_path = sockets.path / f"{index}.sock"
         self._closing = closing
         self._start_lock = threading.Lock()
         self._workspaces_lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
         self._pool: urllib3.HTTPConnectionPool | None = None
-        self._port: int | None = None
         self._ready = False
         self._spawned_at = 0.0
         self.startup_seconds: float | None = None
@@ -125,7 +222,7 @@ class Backend:
         process = self._process
         return BackendStatus(
             index=self.index,
-            port=self._port,
+            socket_path=self.socket_path,
             pid=process.pid if process else None,
             running=process is not None and process.poll() is None,
             workspaces=workspaces,
@@ -167,15 +264,18 @@ class Backend:
         home, tmp = self.directory / "home", self.directory / "tmp"
         for d in (home, tmp, self.artifacts_dir):
             d.mkdir(parents=True, exist_ok=True)
-        self._port = free_port()
+        # uvicorn binds the Unix socket instead of --host/--port when given --uds (uvicorn's
+        # Server.startup); the loopback address stays as a second fence should it ever not.
         command = [
             sys.executable, "-m", "mlflow", "server",
             "--backend-store-uri", f"sqlite:///{self.directory / 'mlflow.db'}",
             "--artifacts-destination", str(self.artifacts_dir),
             "--enable-workspaces",
             "--host", "127.0.0.1",
-            "--port", str(self._port),
+            "--port", str(free_port()),
             "--workers", "1",
+            # Relative to the server's working folder (this backend's): short whatever the root.
+            "--uvicorn-opts", f"--uds {shlex.quote(os.path.relpath(self.socket_path, self.directory))}",
         ]  # fmt: skip
         with open(self.log_path, "ab") as out:
             # A session of its own: stop() signals the whole group, so the uvicorn worker the
@@ -194,17 +294,17 @@ class Backend:
         self._ready = False
         self._spawned_at = time.monotonic()
         self._pool = self._new_pool()
-        log.debug("mlflow backend %d spawned (pid %d, port %d)", self.index, self._process.pid, self._port)
+        log.debug("mlflow backend %d spawned (pid %d, socket %s)", self.index, self._process.pid, self.socket_path)
 
     def _new_pool(self) -> urllib3.HTTPConnectionPool:
-        assert self._port is not None
-        return urllib3.HTTPConnectionPool(
-            "127.0.0.1",
-            self._port,
+        # "localhost" is only the Host header, which mlflow's host check accepts.
+        return _UnixConnectionPool(
+            "localhost",
             maxsize=16,
             block=False,
             retries=False,
             timeout=urllib3.Timeout(connect=5.0, read=300.0),
+            socket_path=self._sockets.connect_path(self.socket_path.name),
         )
 
     def _wait_healthy(self) -> None:
@@ -240,7 +340,7 @@ class Backend:
 
     def _answers_health(self) -> bool:
         # Plain http.client: the pool would log a new connection at DEBUG for every refused poll.
-        connection = http.client.HTTPConnection("127.0.0.1", self._port, timeout=5.0)
+        connection = _UnixHealthConnection(self._sockets.connect_path(self.socket_path.name), timeout=5.0)
         try:
             connection.request("GET", "/health")
             return connection.getresponse().status == 200
@@ -378,7 +478,8 @@ class BackendPool:
             raise ValueError("max_backends must be >= 1")
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._backends = [Backend(i, root / str(i), self._closing) for i in range(max_backends)]
+        self.sockets = SocketFolder(root)
+        self._backends = [Backend(i, root / str(i), self._closing, self.sockets) for i in range(max_backends)]
         self._placement: dict[str, Backend] = {}
         # The servers run in sessions of their own, so nothing ends them when this process exits:
         # a script that never calls stop() would leave them running.
@@ -438,3 +539,4 @@ class BackendPool:
             backend.terminate()
         for backend in self._backends:
             backend.wait_stopped()
+        self.sockets.close()

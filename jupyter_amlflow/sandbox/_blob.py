@@ -88,8 +88,12 @@ class BlobStore:
         with self._lock:
             self._mounts[(account.lower(), container)] = directory
 
-    def url(self, base_url: str, account: str, container: str, blob: str, permissions: str = "rcw") -> str:
-        """A SAS URL for one blob of a mounted container; the signature is registered as a secret."""
+    def url(self, base_url: str, account: str, container: str, blob: str, permissions: str) -> str:
+        """A SAS URL for one blob of a mounted container; the signature is registered as a secret.
+
+        ``permissions`` is the SAS ``sp``: ``r`` to read, ``rcw`` to upload too. The caller picks it
+        from what the requester was authorised to do.
+        """
         expiry = time.strftime(_EXPIRY_FORMAT, time.gmtime(time.time() + SAS_LIFETIME))
         sig = self._directory.remember_secret(self._sign(permissions, expiry, account, container, blob))
         # In a URL the signature is percent-encoded: that spelling must not leak either.

@@ -61,6 +61,7 @@ class Entra:
             route("GET", r"/devicelogin", "devicelogin", self.devicelogin_page),
             route("POST", r"/devicelogin", "devicelogin", self.devicelogin_submit),
             route("GET", r"/msi/appservice", "msi", self.msi_app_service),
+            route("GET", r"/msi/token", "msi", self.msi_azure_ml),
             route("POST", r"/msi/token", "msi", self.msi_cloud_shell),
         ]
 
@@ -214,7 +215,9 @@ class Entra:
             record.state = "declined"
 
     def devicelogin_page(self, req: Request, message: str = "", status: int = 200) -> Response:
+        """The sign-in page: code, user, password, and a one-time token the form must send back."""
         users = self.directory.users()
+        token = self.sb.access.new_page_token()
         options = "".join(
             f'<option value="{html.escape(u.username or "")}">{html.escape(u.display_name)} '
             f"({html.escape(u.username or '')})</option>"
@@ -230,8 +233,10 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
 <p>Enter the code displayed on your app or device (jupyter_amlflow sandbox, cloud {html.escape(self.sb.cloud)}).</p>
 {note}
 <form method="post" action="/devicelogin">
+<input type="hidden" name="page_token" value="{html.escape(token, quote=True)}">
 <label for="code">Code</label><input id="code" name="code" autocomplete="off" autofocus>
 <label for="user">Sign in as</label><select id="user" name="user">{options}</select>
+<label for="password">Password</label><input id="password" name="password" type="password" autocomplete="off">
 <button id="approve" name="action" value="approve" type="submit">Continue</button>
 <button id="decline" name="action" value="decline" type="submit">Cancel sign-in</button>
 </form></body></html>""",
@@ -241,6 +246,11 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
     def devicelogin_submit(self, req: Request) -> Response:
         form = req.form()
         code = form.get("code", "")
+        if not self.sb.access.take_page_token(form.get("page_token", "")):
+            # A form this sandbox did not just serve: another site posting it in the person's
+            # browser, or a script that never loaded the page. (Azure's page is protected the same
+            # way by its session and anti-forgery token; the exact answer is not public.)
+            return self.devicelogin_page(req, "This page expired. Enter the code again.", 403)
         try:
             if form.get("action") == "decline":
                 self.decline(code)
@@ -248,6 +258,9 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
                     '<!doctype html><html><body><h1 id="result">Sign-in cancelled</h1>'
                     "<p>You declined to sign in. You may now close this window.</p></body></html>"
                 )
+            if not self._password_ok(form.get("user") or "", form.get("password") or ""):
+                # AADSTS50126: Entra ID's answer to a wrong user name or password.
+                return self.devicelogin_page(req, "Your account or password is incorrect.", 401)
             user = self.approve(code, form.get("user") or None)
         except LookupError:
             return self.devicelogin_page(req, "That code did not work. Check the code and try again.", 400)
@@ -255,6 +268,14 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
             '<!doctype html><html><body><h1 id="result">You have signed in</h1>'
             f"<p>Signed in as {html.escape(user.name)}. You may now close this window.</p></body></html>"
         )
+
+    def _password_ok(self, username: str, password: str) -> bool:
+        user = next(
+            (u for u in self.directory.users() if username and (u.username or "").lower() == username.lower()), None
+        )
+        expected = user.password if user is not None else None
+        # Compared even for an unknown user, so the answer takes as long either way.
+        return hmac.compare_digest(password.encode(), (expected or "\x00").encode()) and expected is not None
 
     # -- token ---------------------------------------------------------------------------------
     def token(self, req: Request) -> Response:
@@ -494,8 +515,34 @@ label,input,select,button{{display:block;margin:.5rem 0;font-size:1rem}}</style>
         identity = self._managed_identity(req, req.query.get("client_id"), resource)
         return self._msi_response(req, identity, resource)
 
+    def _check_msi_secret(self, req: Request) -> None:
+        if not hmac.compare_digest((req.header("secret") or "").encode(), self.sb.identity_header.encode()):
+            raise HttpError(
+                401,
+                {"error": "unauthorized", "error_description": "The secret header (MSI_SECRET) is missing or wrong"},
+            )
+
+    def msi_azure_ml(self, req: Request) -> Response:
+        """Azure ML compute style (``MSI_ENDPOINT`` + ``MSI_SECRET``): GET, api-version 2017-09-01.
+
+        As azure-identity (``_credentials/azure_ml.py``) and MSAL (``managed_identity.py``,
+        ``_obtain_token_on_machine_learning``) call it: the secret in a ``secret`` header, the
+        user-assigned identity as ``clientid``.
+        """
+        self._check_msi_secret(req)
+        resource = req.query.get("resource", "")
+        identity = self._managed_identity(req, req.query.get("clientid") or req.query.get("client_id"), resource)
+        return self._msi_response(req, identity, resource)
+
     def msi_cloud_shell(self, req: Request) -> Response:
-        """Cloud Shell / legacy style (``MSI_ENDPOINT``): POST a form with ``Metadata: true``."""
+        """Cloud Shell / legacy style (``MSI_ENDPOINT`` alone): POST a form with ``Metadata: true``.
+
+        Real Cloud Shell's endpoint needs nothing more because only its own container reaches it.
+        Every local process reaches the sandbox's loopback port, so it refuses this form unless
+        the ``secret`` header carries its identity secret (which azure-identity's Cloud Shell
+        credential never sends); ``Sandbox.msi_endpoint_env`` gives the Azure ML form instead.
+        """
+        self._check_msi_secret(req)
         if (req.header("metadata") or "").lower() != "true":
             raise HttpError(
                 400, {"error": "invalid_request", "error_description": "Required metadata header not specified"}

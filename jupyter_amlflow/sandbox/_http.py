@@ -105,6 +105,7 @@ class Route:
     handler: Handler
     auth: bool = False
     fidelity: str = "served"
+    key: bool = False  # needs the sandbox's access key (``_access``)
 
 
 @dataclass
@@ -431,14 +432,22 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def route(
-    method: str, pattern: str, endpoint: str, handler: Handler, *, auth: bool = False, fidelity: str = "served"
+    method: str,
+    pattern: str,
+    endpoint: str,
+    handler: Handler,
+    *,
+    auth: bool = False,
+    fidelity: str = "served",
+    key: bool = False,
 ) -> Route:
     """Build a route; ``pattern`` is a regex matched against the whole path (case-insensitive).
 
-    With ``auth``, the request must carry a valid bearer token before the handler runs.
-    ``fidelity`` is what the request log says about its calls unless the handler decides.
+    With ``auth``, the request must carry a valid bearer token before the handler runs; with
+    ``key``, the sandbox's access key (``_access``). ``fidelity`` is what the request log says
+    about its calls unless the handler decides.
     """
-    return Route(method, re.compile(pattern, re.IGNORECASE), endpoint, handler, auth, fidelity)
+    return Route(method, re.compile(pattern, re.IGNORECASE), endpoint, handler, auth, fidelity, key)
 
 
 def serve_in_thread(server: SandboxHTTPServer, name: str) -> threading.Thread:

@@ -18,7 +18,8 @@ What the unmodified azureml-mlflow plugin calls, under the sandbox's HTTPS origi
   and ``B/artifact/v2.0{WSP}/artifacts/<origin>/<container>[...]`` (``artifact``): artifact
   metadata, answering with SAS URLs of ``_blob`` (endpoint ``blob``). A run's container is the
   backend's own artifact directory for that run, so ``mlflow`` pointed at the backend sees the files.
-* ``B/studio/runs/<run id>?wsid=...&tid=...`` (``studio``): a run page, as Azure ML Studio links it.
+* ``B/studio/<studio key>/runs/<run id>?wsid=...&tid=...`` (``studio``): a run page, as Azure ML
+  Studio links it (``Sandbox.studio_url`` carries the key; ``_access``).
 
 Every MLflow, history and artifact call needs a bearer token of the workspace's tenant whose
 principal holds the action (``Microsoft.MachineLearningServices/workspaces/{experiments,jobs,
@@ -30,10 +31,10 @@ Which MLflow calls are forwarded and which are answered as Azure refuses them is
 path, which is also the path forwarded; ``Sandbox(mlflow_api="open-source")`` forwards the refused
 ones too. The mlflow workspaces API is refused in every mode, on both listeners.
 
-``Sandbox.backend_tracking_uri(workspace)`` is a plain ``http://127.0.0.1:PORT/backend/<workspace id>``
-URI on a second listener (endpoint ``backend``, no TLS, no auth, loopback only): any
-``MlflowClient(tracking_uri=...)`` sees exactly what landed in that workspace, artifacts included.
-It starts no backend until something is asked of it.
+``Sandbox.backend_tracking_uri(workspace)`` is a plain ``http://sandbox:KEY@127.0.0.1:PORT/backend/<workspace id>``
+URI on a second listener (endpoint ``backend``, no TLS, loopback only, the sandbox's access key as
+the Basic-auth password, see ``_access``): any ``MlflowClient(tracking_uri=...)`` sees exactly what
+landed in that workspace, artifacts included. It starts no backend until something is asked of it.
 """
 
 from __future__ import annotations
@@ -200,9 +201,13 @@ class MlflowService:
         return self.pool.status()
 
     def backend_tracking_uri(self, workspace: Workspace) -> str:
-        """A plain ``http://`` tracking URI showing this workspace's mlflow data (no auth)."""
+        """A plain ``http://`` tracking URI showing this workspace's mlflow data.
+
+        The access key rides in the URI's user-info part: ``requests`` sends it as Basic auth, so
+        a plain ``MlflowClient`` needs nothing else, and it never appears in a request path or log.
+        """
         assert self._listener is not None, "start the sandbox first"
-        return f"{self._listener.base_url}/backend/{workspace.workspace_id}"
+        return f"http://sandbox:{self.sb.access_key}@127.0.0.1:{self._listener.port}/backend/{workspace.workspace_id}"
 
     def routes(self) -> list[Route]:
         """The HTTPS routes (they go before the identity and Resource Manager ones)."""
@@ -228,7 +233,9 @@ class MlflowService:
         ]
 
     def _backend_routes(self) -> list[Route]:
-        # Not an Azure endpoint: the plain view of a backend, for checking what landed.
+        # Not an Azure endpoint: the plain view of a backend, for checking what landed. It needs
+        # the sandbox's access key; anything else on this listener is refused before it is routed
+        # (no 404 tells a caller without the key which workspace ids exist).
         return [
             route(
                 "*",
@@ -236,8 +243,13 @@ class MlflowService:
                 "backend",
                 self.backend_passthrough,
                 fidelity="unverified",
-            )
+                key=True,
+            ),
+            route("*", r"/.*", "backend", self._no_route, fidelity="unverified", key=True),
         ]
+
+    def _no_route(self, req: Request) -> Response:
+        raise self._error("mlflow", 404, "ENDPOINT_NOT_FOUND", f"The sandbox serves no {req.method} {req.path} here.")
 
     # -- errors and authorisation --------------------------------------------------------------
     @staticmethod
@@ -475,7 +487,8 @@ class MlflowService:
             )
         container = f"dcid.{run_id}"
         self.blobs.mount(self.account(workspace), container, directory)
-        return self._artifacts_op(req, op, workspace, "ExperimentRun", container, directory)
+        writable = req.method == "POST"  # the action authorised above: jobs/write
+        return self._artifacts_op(req, op, workspace, "ExperimentRun", container, directory, writable=writable)
 
     # -- artifact v2 (registry uploads, logged models) ------------------------------------------
     def artifact(self, req: Request) -> Response:
@@ -507,12 +520,28 @@ class MlflowService:
                 raise missing
             directory = location.parent  # the container holds "artifacts/...", as the URI says
         self.blobs.mount(self.account(workspace), container, directory)
-        return self._artifacts_op(req, op, workspace, origin, container, directory)
+        return self._artifacts_op(req, op, workspace, origin, container, directory, writable=req.method == "POST")
 
     def _artifacts_op(
-        self, req: Request, op: str, workspace: Workspace, origin: str, container: str, directory: Path
+        self,
+        req: Request,
+        op: str,
+        workspace: Workspace,
+        origin: str,
+        container: str,
+        directory: Path,
+        *,
+        writable: bool,
     ) -> Response:
+        """Answer an artifact call; ``writable`` when the caller was authorised for the write action.
+
+        A SAS carries no more than the caller was allowed: ``rcw`` (read, create, write) after a
+        write action, ``r`` otherwise. The plugin downloads with ``contentinfo`` and then a blob GET
+        (``azureml/mlflow/_client/artifact/run_artifact_client.py``, ``download_artifact``) and uploads
+        through ``batch/metadata`` (``_create_empty_artifacts``), so neither loses anything it uses.
+        """
         account = self.account(workspace)
+        permissions = "rcw" if writable else "r"
 
         def entry(path: str) -> dict[str, str]:
             return {
@@ -535,7 +564,7 @@ class MlflowService:
                     continue
                 out["artifacts"][path] = entry(path)
                 out["artifactContentInformation"][path] = {
-                    "contentUri": self.blobs.url(req.base_url, account, container, clean),
+                    "contentUri": self.blobs.url(req.base_url, account, container, clean, permissions),
                     **{k: v for k, v in entry(path).items() if k != "artifactId"},
                 }
             return Response.json(out)
@@ -545,7 +574,9 @@ class MlflowService:
             if clean is None or not (directory / clean).is_file():
                 raise self._error("azure", 404, "NotFound", f"No artifact at path {path!r} in container {container}.")
             info = {k: v for k, v in entry(path).items() if k != "artifactId"}
-            return Response.json({"contentUri": self.blobs.url(req.base_url, account, container, clean), **info})
+            return Response.json(
+                {"contentUri": self.blobs.url(req.base_url, account, container, clean, permissions), **info}
+            )
         files = _files(directory)
         try:
             start = max(0, int(req.query.get("continuationToken") or 0))

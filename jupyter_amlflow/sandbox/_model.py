@@ -58,6 +58,7 @@ class Identity:
     certificate: ClientCertificate | None = None
     federated_subject: str | None = None
     username: str | None = None
+    password: str | None = None  # users: what the device-login page asks for
     resource_graph_allowed: bool = True
 
     @property

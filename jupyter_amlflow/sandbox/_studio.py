@@ -2,9 +2,11 @@
 
 Studio links look like
 ``<studio>/runs/<run id>?wsid=/subscriptions/<s>/resourcegroups/<rg>/workspaces/<w>&tid=<tenant>``;
-for the sandbox cloud ``<studio>`` is ``Sandbox.studio_url``. The page is read from the backing
-mlflow server. It is a local page and needs no sign-in. It never starts a backend: a workspace
-that no MLflow call has reached has no runs.
+for the sandbox cloud ``<studio>`` is ``Sandbox.studio_url``, whose last path segment is the
+sandbox's read-only Studio key (``_access``): without it every Studio path answers 401, so another
+local process cannot read the workspaces or a run's parameters. With it, no sign-in is asked (real
+Studio signs the person in; the key stands for that here). The page is read from the backing mlflow
+server. It never starts a backend: a workspace that no MLflow call has reached has no runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
 from ._backends import BackendUnavailable
-from ._http import Request, Response, Route, route
+from ._http import HttpError, Request, Response, Route, route
 from ._model import Workspace
 
 if TYPE_CHECKING:
@@ -53,18 +55,37 @@ class Studio:
         self.service = service
 
     def routes(self) -> list[Route]:
-        """``GET /studio`` and ``GET /studio/runs/<run id>``."""
+        """``GET /studio/<key>`` and ``GET /studio/<key>/runs/<run id>``; 401 for any other Studio path."""
         return [
-            route("GET", r"/studio/?", "studio", self.index),
-            route("GET", r"/studio/runs/(?P<run>[^/]+)", "studio", self.run_page),
+            route("GET", r"/studio/(?P<key>[^/]+)/?", "studio", self.index),
+            route("GET", r"/studio/(?P<key>[^/]+)/runs/(?P<run>[^/]+)", "studio", self.run_page),
+            route("*", r"/studio(?:/.*)?", "studio", self._refuse),
         ]
 
+    def _check_key(self, req: Request) -> None:
+        if not self.service.sb.access.studio_key_ok(req.params.get("key", "")):
+            self._refuse(req)
+
+    @staticmethod
+    def _refuse(req: Request) -> Response:
+        raise HttpError(
+            401,
+            {
+                "error": {
+                    "code": "Unauthorized",
+                    "message": "Open Studio through a link the sandbox gave (Sandbox.studio_url): it carries the "
+                    "sandbox's Studio key.",
+                }
+            },
+        )
+
     def index(self, req: Request) -> Response:
+        self._check_key(req)
         rows = [(w.name, w.resource_group, w.subscription_id, w.workspace_id) for w in self.service.sb.workspaces]
         return _page(
             "Sandbox Studio",
             "<h1>Sandbox Studio</h1><p>A stand-in for Azure Machine Learning Studio. Run pages are at "
-            "<code>/studio/runs/&lt;run id&gt;?wsid=&lt;workspace ARM id&gt;</code>.</p>"
+            "<code>runs/&lt;run id&gt;?wsid=&lt;workspace ARM id&gt;</code> below this page.</p>"
             + _table(("Workspace", "Resource group", "Subscription", "Workspace id"), rows, "No workspaces."),
         )
 
@@ -86,6 +107,7 @@ class Studio:
         return value
 
     def run_page(self, req: Request) -> Response:
+        self._check_key(req)
         run_id = req.params["run"]
         workspace = self._workspace(req.query.get("wsid", ""))
         found = self._get(workspace, "/api/2.0/mlflow/runs/get", run_id=run_id) if workspace else None
