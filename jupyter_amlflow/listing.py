@@ -55,7 +55,7 @@ def list_things(
         return Table("Subscriptions", ["Name", "Subscription id", "Tenant", "State"], rows), [
             s.subscription_id for s in subs
         ]
-    from .discovery import discover
+    from .arm import discover
 
     # The panel's discovery: every tenant of the sign-in, unless --tenant names one. Many requests,
     # each under the timeout; the whole may take longer.

@@ -738,7 +738,7 @@ class WorkspacePanel:
         self._set_status("busy", "Finding your workspaces…", spinner=True)
 
         def work(ticket: Ticket) -> tuple[Discovery, list[str]]:
-            from .discovery import discover  # the same discovery as %amlflow list workspaces
+            from .arm import discover  # the same discovery as %amlflow list workspaces
 
             found = discover(
                 client,
