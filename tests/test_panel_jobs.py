@@ -66,6 +66,15 @@ def collect() -> tuple[list[Any], threading.Event, Callable[[Any], None]]:
     return results, arrived, done
 
 
+def start_blocked(jobs: Jobs, kind: str) -> tuple[Ticket, Blocked, list[Any]]:
+    """Start a job of ``kind`` whose work waits for ``release()``; its ticket, work and results."""
+    work = Blocked()
+    results, _, done = collect()
+    ticket = jobs.start(kind, work, done)
+    assert work.started.wait(WAIT)
+    return ticket, work, results
+
+
 def test_a_result_reaches_done_from_a_daemon_thread() -> None:
     reports = Reports()
     jobs = Jobs(reports, name="test-jobs")
@@ -219,10 +228,7 @@ def test_call_runs_now_under_the_lock_and_reports_what_it_raises() -> None:
 def test_drop_makes_a_running_job_stale() -> None:
     reports = Reports()
     jobs = Jobs(reports)
-    work = Blocked()
-    results, _, done = collect()
-    ticket = jobs.start("listing", work, done)
-    assert work.started.wait(WAIT)
+    ticket, work, results = start_blocked(jobs, "listing")
     jobs.drop("listing")
     assert not jobs.running("listing") and not jobs.current(ticket)
     work.release()
@@ -233,10 +239,7 @@ def test_drop_makes_a_running_job_stale() -> None:
 def test_after_close_no_result_lands_and_no_callback_runs() -> None:
     reports = Reports()
     jobs = Jobs(reports)
-    work = Blocked()
-    results, _, done = collect()
-    ticket = jobs.start("signin", work, done)
-    assert work.started.wait(WAIT)
+    ticket, work, results = start_blocked(jobs, "signin")
     assert jobs.close() is True and jobs.closed
     assert jobs.close() is False  # twice is fine
     assert not jobs.running("signin") and not jobs.current(ticket)
