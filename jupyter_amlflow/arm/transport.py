@@ -19,6 +19,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from .. import __version__
 from .failures import Op, timeout_error, token_error, transport_error
 
 if TYPE_CHECKING:
@@ -159,8 +160,6 @@ def pipeline_client(
         UserAgentPolicy,
     )
     from azure.core.pipeline.transport import RequestsTransport
-
-    from .. import __version__
 
     connect = min(CONNECT_TIMEOUT, timeout)
     policies: list[Any] = [
