@@ -27,6 +27,7 @@ from types import MappingProxyType
 from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 from .errors import WorkspaceReferenceError
+from .ids import is_guid, is_host_name, is_tenant
 
 __all__ = [
     "WorkspaceRef",
@@ -65,10 +66,6 @@ FORMS_FIX = (
     "the path of its config.json, or --subscription/--resource-group/--workspace"
 )
 
-_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
-# Tenant ids are GUIDs or verified domains; azure-identity accepts letters, digits, "-" and ".".
-_TENANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.-]*")
-_HOST_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 _TRACKING_PREFIX = re.compile(r"/mlflow/(v[^/]*)(/.*)?", re.IGNORECASE)
 _TRACKING_VERSIONS = ("v1.0", "v2.0")
 
@@ -206,7 +203,7 @@ def _workspace_problem(name: str) -> str | None:
 
 
 def _check_subscription(value: str, where: str) -> str:
-    if not _GUID.fullmatch(value):
+    if not is_guid(value):
         raise WorkspaceReferenceError(
             f"Subscription id {quote_input(value)}{where} is not valid",
             "a subscription id is a GUID like 00000000-0000-0000-0000-000000000000",
@@ -237,13 +234,13 @@ def _check_workspace(value: str, where: str) -> str:
 
 
 def _check_tenant(value: str, where: str, fix: str) -> str:
-    if not _TENANT.fullmatch(value) or len(value) > 256:
+    if not is_tenant(value):
         raise WorkspaceReferenceError(
             f"Tenant id {quote_input(value)}{where} is not valid",
             "a tenant id is a GUID or a domain such as contoso.onmicrosoft.com",
             fix,
         )
-    return value.lower() if _GUID.fullmatch(value) else value
+    return value.lower() if is_guid(value) else value
 
 
 def _looks_like_reference(value: str) -> bool:
@@ -370,8 +367,7 @@ def _check_host(netloc: str, what: str) -> str:
     host, _, port = netloc.partition(":")
     if port and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
         raise fail(f"its port {quote_input(port)} is not a number from 1 to 65535")
-    labels = host.rstrip(".").split(".")
-    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) and len(label) <= 63 for label in labels):
+    if not is_host_name(host):
         raise fail(f"its host {quote_input(host)} is not a valid host name")
     return netloc.lower()
 
