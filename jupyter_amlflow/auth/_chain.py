@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from .. import _redact
+from ..echo import quote_input
 from ..errors import SignInError
 from ..ids import is_tenant
-from ..references import quote_input
 from ._claims import Identity
 from ._context import Context, Failed, Success, Unavailable, reason
 from ._gate import Cancelled, Gate

@@ -15,9 +15,9 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from ..echo import quote_input
 from ..errors import SignInError
 from ..ids import is_guid, is_tenant
-from ..references import quote_input
 from ._claims import describe_token_identity
 from ._context import Context, Failed, Success, Unavailable, reason, verified
 from ._hints import FAILURE_HINTS, UNAVAILABLE_HINTS

@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ..echo import quote_input
 from ..errors import SignInError
-from ..references import quote_input
 
 __all__ = ["SECRET_NAMES", "PlatformOptions", "platform_options"]
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..references import quote_input
+from ..echo import quote_input
 from ._claims import printable, unverified_claims
 from ._context import Context, Failed, reason
 
