@@ -3,8 +3,9 @@
 Each runner takes the sign-in's ``Context`` and returns a verified ``Success``, or raises
 ``Unavailable`` (not configured here) or ``Failed`` (configured and refused). ``browser`` and
 ``device-code`` live in ``_interactive`` (a person is involved); the others are here, in the
-order of ``METHODS``. ``parse_methods`` is the one check of method names, for ``--auth``,
-``auth=`` and ``sign_in(methods=)`` alike.
+order of ``METHODS``, which is built at the bottom from ``RUNNERS`` (the one list of method
+names). ``parse_methods`` is the one check of method names, for ``--auth``, ``auth=`` and
+``sign_in(methods=)`` alike.
 """
 
 from __future__ import annotations
@@ -27,6 +28,34 @@ from ._stores import DatabricksScope, KeyVault, SecretStore, TokenLibraryCredent
 __all__ = ["METHODS", "RUNNERS", "parse_methods"]
 
 
+def parse_methods(methods: str | Sequence[str] | None, *, example: str = "--auth env,device-code") -> list[str] | None:
+    """Sign-in method names as given (``"env,device-code"`` or a list), checked and without repeats.
+
+    Names are matched without case or surrounding space. None, or nothing but commas and space,
+    gives None: "not given" (the platform's defaults apply).
+
+    Raises:
+        SignInError: A name is not one of ``METHODS``.
+    """
+    if methods is None:
+        return None
+    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    chosen: list[str] = []
+    for raw in items:
+        name = raw.strip().lower()
+        if not name:
+            continue
+        if name not in RUNNERS:
+            raise SignInError(
+                f"Unknown sign-in method {quote_input(raw.strip())}",
+                f"the methods are {', '.join(METHODS)}",
+                f"For example: {example}",
+            )
+        if name not in chosen:
+            chosen.append(name)
+    return chosen or None
+
+
 # -- configured service principals ------------------------------------------------------------------
 def _databricks_secrets(ctx: Context) -> Success:
     found = ctx.notebook_object("dbutils")
@@ -41,16 +70,22 @@ def _databricks_secrets(ctx: Context) -> Success:
 
 
 def _synapse_keyvault(ctx: Context) -> Success:
-    found = token_library(ctx)
-    if found is None or not hasattr(found[1], "getSecret"):
-        raise Unavailable(
-            "neither mssparkutils nor notebookutils is in the notebook's namespace (not a Synapse notebook)",
-            UNAVAILABLE_HINTS["synapse-keyvault"],
-        )
+    _, credentials = _synapse_credentials(ctx, "synapse-keyvault", "getSecret")
     if not ctx.options.key_vault:
         raise Unavailable("no Key Vault was given (--key-vault)", UNAVAILABLE_HINTS["synapse-keyvault"])
-    store = KeyVault(found[1], ctx.options.key_vault, ctx.options.linked_service)
+    store = KeyVault(credentials, ctx.options.key_vault, ctx.options.linked_service)
     return _service_principal_from(ctx, store)
+
+
+def _synapse_credentials(ctx: Context, method: str, call: str) -> tuple[str, Any]:
+    """The notebook's ``mssparkutils.credentials`` (its name, itself) if it has ``call``; else unavailable."""
+    found = token_library(ctx)
+    if found is None or not hasattr(found[1], call):
+        raise Unavailable(
+            "neither mssparkutils nor notebookutils is in the notebook's namespace (not a Synapse notebook)",
+            UNAVAILABLE_HINTS[method],
+        )
+    return found
 
 
 def _service_principal_from(ctx: Context, store: SecretStore) -> Success:
@@ -171,13 +206,7 @@ def _managed_identity(ctx: Context) -> Success:
 
 
 def _synapse_token(ctx: Context) -> Success:
-    found = token_library(ctx)
-    if found is None or not hasattr(found[1], "getToken"):
-        raise Unavailable(
-            "neither mssparkutils nor notebookutils is in the notebook's namespace (not a Synapse notebook)",
-            UNAVAILABLE_HINTS["synapse-token"],
-        )
-    name, credentials = found
+    name, credentials = _synapse_credentials(ctx, "synapse-token", "getToken")
     # With --key-vault the linked service is the vault's (synapse-keyvault), not an identity.
     linked = None if ctx.options.key_vault else ctx.options.linked_service
     credential = TokenLibraryCredential(credentials, ctx.cloud, linked)
@@ -239,31 +268,3 @@ RUNNERS: Mapping[str, Callable[[Context], Success]] = {
     "device-code": device_code,
 }
 METHODS: tuple[str, ...] = tuple(RUNNERS)
-
-
-def parse_methods(methods: str | Sequence[str] | None, *, example: str = "--auth env,device-code") -> list[str] | None:
-    """Sign-in method names as given (``"env,device-code"`` or a list), checked and without repeats.
-
-    Names are matched without case or surrounding space. None, or nothing but commas and space,
-    gives None: "not given" (the platform's defaults apply).
-
-    Raises:
-        SignInError: A name is not one of ``METHODS``.
-    """
-    if methods is None:
-        return None
-    items = methods.split(",") if isinstance(methods, str) else list(methods)
-    chosen: list[str] = []
-    for raw in items:
-        name = raw.strip().lower()
-        if not name:
-            continue
-        if name not in RUNNERS:
-            raise SignInError(
-                f"Unknown sign-in method {quote_input(raw.strip())}",
-                f"the methods are {', '.join(METHODS)}",
-                f"For example: {example}",
-            )
-        if name not in chosen:
-            chosen.append(name)
-    return chosen or None
