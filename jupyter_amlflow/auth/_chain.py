@@ -21,6 +21,7 @@ from .. import _redact
 from ..echo import quote_input
 from ..errors import SignInError
 from ..ids import is_tenant
+from ..platform import Platform, default_methods
 from ._claims import Identity
 from ._context import Context, Failed, Success, Unavailable, reason
 from ._gate import Cancelled, Gate
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from ..clouds import Cloud
-    from ..platform import Platform
     from ._prompt import DeviceCodeRenderer
 
 __all__ = ["Attempt", "Outcome", "SignIn", "check_tenant", "sign_in"]
@@ -167,8 +167,6 @@ def check_tenant(tenant_id: str) -> str:
 
 def _choose_methods(methods: Sequence[str] | None, ctx: Context) -> list[str]:
     if methods is None:
-        from ..platform import default_methods
-
         return list(default_methods(ctx.platform()))
     chosen = parse_methods(methods)
     if not chosen:

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ..platform import Platform, detect_platform
 from ._claims import Identity, describe_token_identity
 from ._gate import Gate
 from ._options import PlatformOptions
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from azure.identity import AuthenticationRecord
 
     from ..clouds import Cloud
-    from ..platform import Platform
     from ._prompt import DeviceCodeRenderer, PromptRelay
 
 __all__ = ["RETRIES", "Context", "Failed", "Success", "Unavailable", "chain_text", "reason", "verified"]
@@ -83,8 +83,6 @@ class Context:
     def platform(self) -> Platform:
         """Where the kernel runs (detected on first use when the caller did not say)."""
         if self.given_platform is None:
-            from ..platform import detect_platform
-
             self.given_platform = detect_platform(self.env, self.user_ns)
         return self.given_platform
 

@@ -19,6 +19,7 @@ from typing import Any
 from ..echo import quote_input
 from ..errors import SignInError
 from ..ids import is_guid, is_tenant
+from ..platform import identity_endpoint
 from ._claims import describe_token_identity
 from ._context import Context, Failed, Success, Unavailable, reason, verified
 from ._hints import FAILURE_HINTS, UNAVAILABLE_HINTS
@@ -179,8 +180,6 @@ def _workload_identity(ctx: Context) -> Success:
 
 
 def _managed_identity(ctx: Context) -> Success:
-    from ..platform import identity_endpoint
-
     env = ctx.env
     endpoint = identity_endpoint(env)
     if endpoint is None:
