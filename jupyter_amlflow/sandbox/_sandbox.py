@@ -6,7 +6,6 @@ and the MLflow front (``_mlflow``), behind the check in front of every route (``
 exists in the sandbox, and the methods that add to it, are ``World``'s (``_world``), which
 ``Sandbox`` extends; the per-run secrets are ``_access``'s. ``Sandbox`` holds them
 together and is the one object a test talks to.
-
 """
 
 from __future__ import annotations
@@ -42,7 +41,7 @@ from ._watchdog import Watchdog
 from ._world import FEDERATED_SUBJECT, World
 from .fidelity import MODES
 
-if TYPE_CHECKING:  # imported when the sandbox starts with mlflow: it needs the [sandbox] extra's packages
+if TYPE_CHECKING:  # start() imports it, and only for a sandbox with mlflow: the others never load it
     from ._mlflow import MlflowService
 
 __all__ = ["DEFAULT_CLOUD", "STORAGE_SUFFIX", "Sandbox"]
