@@ -19,8 +19,10 @@ CELL_ARTIFACT = "cell.py"
 def _split_last_expression(source: str) -> tuple[ast.Module, ast.Expression | None]:
     """The cell's statements and its trailing expression, whose value the cell shows."""
     tree = ast.parse(source)
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        return tree, ast.Expression(tree.body.pop().value)
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Expr):
+        tree.body.pop()
+        return tree, ast.Expression(last.value)
     return tree, None
 
 
