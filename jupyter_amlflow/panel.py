@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from .arm import Discovery, SubscriptionInfo, TenantInfo, WorkspaceInfo
     from .auth import SignIn
     from .clouds import Cloud
-    from .connect_options import ConnectOptions
+    from .connect_request import ConnectRequest
     from .connection import Connection, Session
 
 log = logging.getLogger(__name__)
@@ -219,15 +219,15 @@ class WorkspacePanel:
     """
 
     def __init__(
-        self, session: Session, *, store: ChoiceStore | None = None, start: ConnectOptions | None = None
+        self, session: Session, *, store: ChoiceStore | None = None, start: ConnectRequest | None = None
     ) -> None:
         from .auth import METHODS
         from .clouds import cloud_name_from_env
-        from .connect_options import ConnectOptions
+        from .connect_request import ConnectRequest
         from .platform import default_methods
 
         self.session = session
-        self.start = start if start is not None else ConnectOptions()
+        self.start = start if start is not None else ConnectRequest()
         self.store = store if store is not None else ChoiceStore()
         self.remembered = self.store.load()
         self._lock = threading.RLock()
@@ -950,24 +950,25 @@ class WorkspacePanel:
         self._set_status("busy", f"Connecting to {chosen.name}…", spinner=True)
 
         def work(ticket: Ticket) -> Connection:
+            from .connect_request import ConnectRequest
             from .devicecode import NotebookDeviceCodeRenderer
 
             with self._import_lock:  # one import of mlflow at a time (see _workspace_changed)
                 from . import tracking
 
                 tracking.import_mlflow()
-            return self.session.connect(
+            request = ConnectRequest(
                 subscription=chosen.subscription_id,
                 resource_group=chosen.resource_group,
                 workspace=chosen.name,
                 cloud=cloud.name,
                 cloud_metadata_url=url,
                 tenant=tenant,
-                auth=methods,
+                methods=methods,
                 experiment=experiment,
                 force=self.start.force,
-                renderer=NotebookDeviceCodeRenderer(_PanelDisplay(self, ticket)),
             )
+            return self.session.connect(request, renderer=NotebookDeviceCodeRenderer(_PanelDisplay(self, ticket)))
 
         def done(conn: Connection) -> None:
             self._connect_finished()
