@@ -21,17 +21,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import InitVar, dataclass
 from typing import TYPE_CHECKING
 
-from .auth import METHODS, PlatformOptions, _check_tenant, platform_options
+from .auth import PlatformOptions, check_tenant, parse_methods, platform_options
 from .connection import Session
 from .devicecode import TextDeviceCodeRenderer
-from .errors import AmlflowError, SignInError, WorkspaceReferenceError
+from .errors import AmlflowError, WorkspaceReferenceError
 from .tracking import check_experiment_name
 
 if TYPE_CHECKING:
     from .auth import DeviceCodeRenderer
     from .connection import Connection
 
-__all__ = ["ConnectRequest", "check_timeout", "connect", "parse_methods", "platform_options_given"]
+__all__ = ["ConnectRequest", "check_timeout", "connect", "platform_options_given"]
+
+_AUTH_EXAMPLE = "%amlflow connect ... --auth env,device-code"
 
 
 @dataclass(frozen=True)
@@ -88,10 +90,10 @@ class ConnectRequest:
                 "both were given",
                 "Drop one of them",
             )
-        methods = parse_methods(auth if auth is not None else self.methods)
-        object.__setattr__(self, "methods", methods)
+        methods = parse_methods(auth if auth is not None else self.methods, example=_AUTH_EXAMPLE)
+        object.__setattr__(self, "methods", tuple(methods) if methods else None)
         if self.tenant is not None:
-            _check_tenant(self.tenant)
+            check_tenant(self.tenant)
 
     @property
     def names_workspace(self) -> bool:
@@ -115,26 +117,6 @@ def check_timeout(timeout: float | None) -> float | None:
             "%amlflow connect: --timeout must be a positive number of seconds", "", "For example: --timeout 120"
         )
     return timeout
-
-
-def parse_methods(auth: Sequence[str] | str | None) -> tuple[str, ...] | None:
-    """Sign-in methods from ``--auth`` input (``"env,device-code"`` or a list); None: chosen by platform.
-
-    Raises:
-        SignInError: A name is not one of ``auth.METHODS``.
-    """
-    if auth is None:
-        return None
-    items = auth.split(",") if isinstance(auth, str) else list(auth)
-    methods = tuple(m.strip().lower() for m in items if m.strip())
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        raise SignInError(
-            f"Unknown sign-in method {unknown[0]!r}",
-            f"the methods are {', '.join(METHODS)}",
-            "For example: %amlflow connect ... --auth env,device-code",
-        )
-    return methods or None
 
 
 def platform_options_given(

@@ -332,9 +332,9 @@ class Session:
         tracking.refuse_active_runs("switching the workspace now would leave it orphaned", "connect again")
         tenant_id = request.tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
         if tenant_id is not None:
-            from .auth import _check_tenant
+            from .auth import check_tenant
 
-            _check_tenant(tenant_id)  # sign-in checks it too, but after resolve_cloud may have sent a request
+            check_tenant(tenant_id)  # sign-in checks it too, but after resolve_cloud may have sent a request
         timeout = self.timeout if request.timeout is None else request.timeout
         cloud = self.resolve_cloud(request.cloud, request.cloud_metadata_url, timeout)
         experiment, experiment_id = request.experiment, None
