@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import tracking
 from .display import Link, Message
-from .errors import ActiveRunError, AmlflowError
+from .errors import AmlflowError
 
 if TYPE_CHECKING:
     from .connection import Session
@@ -41,12 +41,11 @@ def run_cell(
     Returns the value of the cell's last expression, like a normal cell.
     """
     conn = session.require_connection()
-    if run_id := tracking.active_run_id():
-        raise ActiveRunError(
-            f"An MLflow run is already active ({run_id})",
-            "%%amlflow run starts its own run",
-            "End it first (mlflow.end_run()), or log in this cell without %%amlflow run",
-        )
+    tracking.refuse_active_run(
+        "%%amlflow run starts its own run",
+        "End it first (mlflow.end_run()), or log in this cell without %%amlflow run",
+        already=True,
+    )
     experiment_id = conn.experiment.experiment_id
     if experiment is not None:
         experiment_id = session.find_experiment(experiment).experiment_id

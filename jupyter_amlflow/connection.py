@@ -37,7 +37,7 @@ from . import azureml_limits, compat, deadline, references, tracking
 from .async_logging import AsyncLogging
 from .clouds import CloudCatalog, cloud_name_from_env, clouds_from_metadata
 from .display import KeyValues
-from .errors import ActiveRunError, AlreadyConfigured, AmlflowError, NotConnected, WorkspaceReferenceError
+from .errors import AlreadyConfigured, AmlflowError, NotConnected, WorkspaceReferenceError
 from .platform import detect_platform
 from .status import Connection, not_connected
 
@@ -468,12 +468,7 @@ class Session:
     def set_experiment(self, name: str) -> tracking.ExperimentRef:
         """Make ``name`` the active experiment (created if missing)."""
         conn = self.require_connection()
-        if run_id := tracking.active_run_id():
-            raise ActiveRunError(
-                f"An MLflow run is active ({run_id})",
-                "its experiment cannot change under it",
-                "End it first: mlflow.end_run()",
-            )
+        tracking.refuse_active_run("its experiment cannot change under it", "End it first: mlflow.end_run()")
         experiment = self.find_experiment(name)
         tracking.apply(conn.tracking_uri, experiment.experiment_id, conn.cloud.name)
         self.connection = dataclasses.replace(conn, experiment=experiment)

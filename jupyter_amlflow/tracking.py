@@ -278,6 +278,18 @@ def active_run_elsewhere() -> tuple[str, str] | None:
     return None
 
 
+def refuse_active_run(why: str, fix: str, *, already: bool = False) -> None:
+    """Raise ``ActiveRunError`` if an MLflow run is active in this thread.
+
+    Args:
+        why: Why the run stops what was asked.
+        fix: What to do about it.
+        already: Say "already active" (what was asked starts a run of its own).
+    """
+    if run_id := active_run_id():
+        raise ActiveRunError(f"An MLflow run is {'already ' if already else ''}active ({run_id})", why, fix)
+
+
 def refuse_active_runs(why: str, then: str) -> None:
     """Raise ``ActiveRunError`` if an MLflow run is active in this thread or in another one.
 
@@ -285,8 +297,7 @@ def refuse_active_runs(why: str, then: str) -> None:
         why: Why the run stops what was asked.
         then: What to type once the run has ended.
     """
-    if run_id := active_run_id():
-        raise ActiveRunError(f"An MLflow run is active ({run_id})", why, f"End it first: mlflow.end_run(), then {then}")
+    refuse_active_run(why, f"End it first: mlflow.end_run(), then {then}")
     if elsewhere := active_run_elsewhere():
         run_id, thread = elsewhere
         raise ActiveRunError(
