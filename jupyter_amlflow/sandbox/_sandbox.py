@@ -184,7 +184,7 @@ class Sandbox(World):
             routes.extend(self.mlflow.routes())
         routes.extend(self.entra.routes())
         routes.extend(self.arm.routes())
-        cast = self._populate(*self._sizes, host=f"127.0.0.1:{self._server.port}")
+        cast = self._populate(*self._sizes)
         self.sp, self.cert_sp, self.workload_sp = cast.sp, cast.cert_sp, cast.workload_sp
         self.alice, self.bob, self.vm_identity, self.norole_sp = cast.alice, cast.bob, cast.vm_identity, cast.norole_sp
         self._thread = serve_in_thread(self._server, f"amlflow-sandbox-{self._server.port}")
@@ -240,20 +240,11 @@ class Sandbox(World):
     ) -> None:
         self.stop()
 
-    # -- population (the rest is ``World``'s) -----------------------------------------------------
-    def add_workspace(
-        self,
-        subscription: Subscription,
-        resource_group: str,
-        name: str,
-        location: str = "eastus",
-        *,
-        private_link: bool = False,
-    ) -> Workspace:
-        """Create a workspace. A private-link one is served on the ``localhost`` host name."""
+    # -- population (``World``'s, but for this) ---------------------------------------------------
+    def _workspace_host(self, private_link: bool) -> str:
+        """Where a workspace is served: this listener, on the ``localhost`` name for a private-link one."""
         assert self._server is not None, "start the sandbox first"
-        host = f"localhost:{self._server.port}" if private_link else f"127.0.0.1:{self._server.port}"
-        return self._new_workspace(subscription, resource_group, name, location, private_link=private_link, host=host)
+        return f"localhost:{self._server.port}" if private_link else f"127.0.0.1:{self._server.port}"
 
     # -- what clients need ---------------------------------------------------------------------
     @property

@@ -38,6 +38,8 @@ class Cast:
 class World:
     """The tenants, identities, roles and workspaces of a sandbox, and the methods that add to them.
 
+    A subclass says where its workspaces are served (``_workspace_host``): ``Sandbox`` does.
+
     Args:
         directory: The sandbox's directory.
         root: The sandbox's folder (client certificates are written there).
@@ -47,7 +49,7 @@ class World:
         self.directory = directory
         self.root = root
 
-    def _populate(self, n_subs: int, n_ws: int, n_tenants: int, host: str) -> Cast:
+    def _populate(self, n_subs: int, n_ws: int, n_tenants: int) -> Cast:
         """The default world: tenants, the principals and users of ``Cast``, subscriptions, workspaces."""
         d = self.directory
         tenants = [
@@ -75,9 +77,7 @@ class World:
                 if tenant.tenant_id in principal.tenants:
                     d.assign(principal.object_id, "AzureML Data Scientist", f"/subscriptions/{sub.subscription_id}")
             for j in range(n_ws):
-                self._new_workspace(
-                    sub, f"rg-ml-{i + 1}", f"mlw-{i + 1}-{j + 1}", LOCATIONS[(i + j) % len(LOCATIONS)], host=host
-                )
+                self.add_workspace(sub, f"rg-ml-{i + 1}", f"mlw-{i + 1}-{j + 1}", LOCATIONS[(i + j) % len(LOCATIONS)])
         return Cast(sp, cert_sp, workload_sp, alice, bob, vm_identity, norole_sp)
 
     def add_service_principal(
@@ -167,7 +167,11 @@ class World:
             if sub.tenant_id in identity.tenants:
                 self.directory.assign(identity.object_id, role, f"/subscriptions/{sub.subscription_id}")
 
-    def _new_workspace(
+    def _workspace_host(self, private_link: bool) -> str:
+        """The host a workspace's tracking URI names (the sandbox's listener: ``Sandbox`` knows it)."""
+        raise NotImplementedError
+
+    def add_workspace(
         self,
         subscription: Subscription,
         resource_group: str,
@@ -175,9 +179,9 @@ class World:
         location: str = "eastus",
         *,
         private_link: bool = False,
-        host: str,
     ) -> Workspace:
-        """Create a workspace whose tracking URI names ``host`` (``Sandbox.add_workspace`` knows the host)."""
+        """Create a workspace. A private-link one is served on the ``localhost`` host name."""
+        host = self._workspace_host(private_link)
         return self.directory.add_workspace(
             Workspace(
                 subscription_id=subscription.subscription_id,
