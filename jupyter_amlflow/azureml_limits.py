@@ -32,6 +32,10 @@ logged-model call, the runs repository's logged-model lookup, ``_register_model`
 registry test, ``MlflowClient.search_runs`` and the renames) are listed, with their modules, in
 ``compat.internals.LIMITS``; ``_Patches`` checks they all exist before touching any, and this is
 the only module that replaces them.
+
+Why one file of ~500 lines: the patches are installed, routed to their connection and undone
+together, and each is a few lines beside the others; split apart, the one install/undo pair
+would have to reach into several modules.
 """
 
 from __future__ import annotations

@@ -20,6 +20,10 @@ stages:
 Any failure restores the snapshot taken before stage 2, so MLflow's state and the environment are
 exactly as they were. ``disconnect()`` sends the values still queued for the workspace, then
 restores what was there before the session's first connect.
+
+Why one file of ~500 lines: the three stages and disconnect share the snapshot, the remembered
+sign-ins and the connection, and read best top to bottom in the order they run; what could leave
+has left (the request, the deadline runtime, the status views).
 """
 
 from __future__ import annotations
