@@ -341,3 +341,16 @@ def _shim_artifact_builder() -> Callable[[], None] | None:
             table["azureml"] = original
 
     return undo
+
+
+# -- mlflow internals the run views use ------------------------------------------------------------
+def tracking_store(tracking_uri: str) -> Any:
+    """The store mlflow keeps for ``tracking_uri``: every client of that URI logs through this object.
+
+    ``mlflow.tracking._tracking_service.utils._get_store`` is private; mlflow caches one store per
+    URI (``lru_cache``), so ``mlflow.log_metric``, autolog and ``MlflowClient`` all reach the same
+    instance, which is what the live chart watches.
+    """
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    return _get_store(tracking_uri)
