@@ -1,0 +1,150 @@
+"""The live chart: every logged value is seen where it reaches the tracking store, and redrawn.
+
+In-process tests connect with ``%amlflow connect`` against the sandbox and log with plain mlflow in
+every way a notebook does (``log_metric`` synchronous and not, ``log_metrics``, ``MlflowClient``,
+``log_batch``, sklearn autolog); what the tap saw is compared with what the backing mlflow server
+holds. The kernel test runs ``%%amlflow run --live`` in a real kernel and reads the display
+updates it published while the cell ran.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from helpers import backend_client, isolated_mlflow
+from IPython.core.interactiveshell import InteractiveShell
+
+from jupyter_amlflow.compat import tracking_store
+from jupyter_amlflow.runs.charts import VEGALITE
+from jupyter_amlflow.runs.live import LiveChart, Watching
+from jupyter_amlflow.runs.tap import METHODS, StoreTap
+
+
+@pytest.fixture
+def connected(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """``%amlflow connect`` in an in-process shell; yields the connection."""
+    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
+        monkeypatch.setenv(k, v)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_amlflow")
+    magics = ip.magics_manager.registry["AmlflowMagics"]
+    magics.auth = ["env"]
+    with isolated_mlflow():
+        try:
+            ws = sandbox.workspaces[0]
+            ip.run_line_magic("amlflow", f"connect {ws.arm_id} --experiment live-{uuid.uuid4().hex[:8]}")
+            yield magics.session.connection
+        finally:
+            if magics.session.connection is not None:
+                magics.session.disconnect()
+            ip.run_line_magic("unload_ext", "jupyter_amlflow")
+
+
+def test_every_way_of_logging_reaches_the_tap_once(connected: Any, sandbox: Any) -> None:
+    import mlflow
+    import numpy as np
+    from mlflow.entities import Metric
+    from sklearn.linear_model import LinearRegression
+
+    store = tracking_store(connected.tracking_uri)
+    before = {name: store.__dict__.get(name) for name in METHODS}
+    seen: list[tuple[str, str, float, int]] = []
+
+    def listener(run_id: str, metrics: Any) -> None:
+        seen.extend((run_id, m.key, m.value, m.step) for m in metrics)
+
+    with StoreTap(store, listener), mlflow.start_run() as run:
+        run_id = run.info.run_id
+        mlflow.log_metric("sync", 1.0, step=1)
+        mlflow.log_metric("async", 2.0, step=2, synchronous=False)
+        mlflow.log_metrics({"many_a": 3.0, "many_b": 4.0}, step=3)
+        client = mlflow.MlflowClient()
+        client.log_metric(run_id, "client", 5.0, step=4)
+        client.log_batch(run_id, metrics=[Metric("batch", 6.0 + i, 0, i) for i in range(3)])
+        from_thread = threading.Thread(target=lambda: client.log_metric(run_id, "thread", 9.0, step=5))
+        from_thread.start()
+        from_thread.join()
+        mlflow.sklearn.autolog(log_models=False, log_datasets=False, log_input_examples=False, silent=True)
+        try:
+            LinearRegression().fit(np.array([[0.0], [1.0], [2.0]]), np.array([0.0, 1.0, 2.0]))
+        finally:
+            mlflow.sklearn.autolog(disable=True)
+    # The tap is gone: the store's methods are what they were (async logging's own among them).
+    assert {name: store.__dict__.get(name) for name in METHODS} == before
+    held = {}
+    for key in mlflow.MlflowClient().get_run(run_id).data.metrics:
+        for m in backend_client(sandbox, sandbox.workspaces[0]).get_metric_history(run_id, key):
+            held[(m.key, m.step, m.value)] = held.get((m.key, m.step, m.value), 0) + 1
+    got: dict[tuple[str, int, float], int] = {}
+    for rid, key, value, step in seen:
+        assert rid == run_id
+        got[(key, step, value)] = got.get((key, step, value), 0) + 1
+    assert got == held  # every value the server holds, each seen once, nothing else
+    assert {"sync", "async", "many_a", "many_b", "client", "batch", "thread", "training_score"} <= {k for k, _, _ in got}
+
+
+def test_a_listener_that_fails_never_breaks_logging(connected: Any, sandbox: Any) -> None:
+    import mlflow
+
+    def broken(run_id: str, metrics: Any) -> None:
+        raise RuntimeError("a chart bug")
+
+    with StoreTap(tracking_store(connected.tracking_uri), broken), mlflow.start_run() as run:
+        mlflow.log_metric("still", 1.0)
+    held = backend_client(sandbox, sandbox.workspaces[0]).get_run(run.info.run_id).data.metrics
+    assert held == {"still": 1.0}
+
+
+class Recorder:
+    """IPython's ``display(obj, display_id=True)`` and the handle's ``update``, kept as data."""
+
+    def __init__(self) -> None:
+        self.shown: list[dict[str, Any]] = []
+        self.threads: set[str] = set()
+
+    def __call__(self, obj: Any, display_id: bool = False) -> Any:
+        self._record(obj)
+        return self
+
+    def update(self, obj: Any) -> None:
+        self._record(obj)
+
+    def _record(self, obj: Any) -> None:
+        self.threads.add(threading.current_thread().name)
+        bundle = obj._repr_mimebundle_()[0] if hasattr(obj, "_repr_mimebundle_") else {"text/plain": repr(obj)}
+        self.shown.append(bundle)
+
+
+def points(bundle: dict[str, Any]) -> int:
+    return len(bundle[VEGALITE]["data"]["values"]) if VEGALITE in bundle else 0
+
+
+def test_redraws_are_throttled_grow_and_end_with_what_the_server_holds(connected: Any) -> None:
+    import mlflow
+
+    shown = Recorder()
+    with mlflow.start_run(run_name="live-in-process") as run:
+        chart = LiveChart(run.info.run_id, "live-in-process", display=shown, renders="vega-lite", interval=0.2)
+        watching = Watching(connected.tracking_uri, chart).start()
+        try:
+            started = time.monotonic()
+            for step in range(40):
+                mlflow.log_metric("loss", 1 / (step + 1), step=step, synchronous=step % 2 == 0)
+                time.sleep(0.025)
+            took = time.monotonic() - started
+        finally:
+            watching.stop()
+    final = watching.final(mlflow.MlflowClient())
+    assert "waiting for the first metric value" in shown.shown[0]["text/plain"]
+    counts = [points(b) for b in shown.shown[1:]]
+    assert counts == sorted(counts) and counts[-1] == 40  # never fewer points; the last redraw has all
+    # At most one redraw per interval while logging, plus the last live one and the final one.
+    assert len(counts) <= took / 0.2 + 3
+    assert "amlflow-live-chart" in shown.threads  # redrawn by the thread, not by the logging calls
+    assert shown.shown[-1][VEGALITE]["title"]["text"] == "Run live-in-process: metrics, as the workspace holds them"
+    assert final.points() == {"loss": {"live-in-process": 40}}
