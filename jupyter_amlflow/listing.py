@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .arm import discover
 from .display import Link, Table
 
 if TYPE_CHECKING:
@@ -55,8 +56,6 @@ def list_things(
         return Table("Subscriptions", ["Name", "Subscription id", "Tenant", "State"], rows), [
             s.subscription_id for s in subs
         ]
-    from .discovery import discover
-
     # The panel's discovery: every tenant of the sign-in, unless --tenant names one. Many requests,
     # each under the timeout; the whole may take longer.
     found = session.call(

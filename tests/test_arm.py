@@ -1,4 +1,4 @@
-"""arm.py against the sandbox: listing and paging, discovery, error translation, faults, concurrency."""
+"""The arm package against the sandbox: listing and paging, discovery, error translation, faults, concurrency."""
 
 from __future__ import annotations
 

@@ -114,12 +114,12 @@ def test_the_panels_printed_commands_paste_back_exactly_and_run_nothing(
 
 
 def test_error_hints_with_a_tenant_from_the_server_are_inert(ip: Any, tmp_path: Path) -> None:
-    from jupyter_amlflow.arm import _Op
+    from jupyter_amlflow.arm.failures import Op
 
     marker = tmp_path / "PWNED"
     tenant = f"{{__import__('pathlib').Path({str(marker)!r}).touch()}}$x"
-    op = _Op("Resource Manager: GET workspace w", "Could not read workspace 'w'", "%amlflow connect",
-             subscription_id="00000000-0000-0000-0000-000000000000", resource_group="rg (test)", workspace="w")  # fmt: skip
+    op = Op("Resource Manager: GET workspace w", "Could not read workspace 'w'", "%amlflow connect",
+            subscription_id="00000000-0000-0000-0000-000000000000", resource_group="rg (test)", workspace="w")  # fmt: skip
     hint = op.again_in_tenant(tenant)
     # What %amlflow sees of the line once IPython has expanded it: the same values, nothing run.
     words = shlex.split(ip.var_expand(hint.removeprefix("%amlflow ")))
