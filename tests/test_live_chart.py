@@ -148,3 +148,22 @@ def test_redraws_are_throttled_grow_and_end_with_what_the_server_holds(connected
     assert "amlflow-live-chart" in shown.threads  # redrawn by the thread, not by the logging calls
     assert shown.shown[-1][VEGALITE]["title"]["text"] == "Run live-in-process: metrics, as the workspace holds them"
     assert final.points() == {"loss": {"live-in-process": 40}}
+
+
+def test_where_outputs_cannot_be_replaced_only_the_final_chart_is_shown(connected: Any) -> None:
+    import mlflow
+
+    shown = Recorder()
+    with mlflow.start_run(run_name="terminal") as run:
+        # Terminal IPython prints every update anew: no placeholder, no redraws, one chart at the end.
+        chart = LiveChart(run.info.run_id, "terminal", display=shown, renders="html", interval=0.05, updates=False)
+        watching = Watching(connected.tracking_uri, chart).start()
+        try:
+            for step in range(5):
+                mlflow.log_metric("loss", 1 / (step + 1), step=step)
+                time.sleep(0.1)
+        finally:
+            watching.stop()
+    watching.final(mlflow.MlflowClient())
+    assert len(shown.shown) == 1 and set(shown.shown[0]) == {"text/plain", "text/html"}
+    assert "Run terminal: metrics, as the workspace holds them" in shown.shown[0]["text/plain"]

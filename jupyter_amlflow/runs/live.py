@@ -79,10 +79,10 @@ class LiveChart:
 
     # -- lifetime ----------------------------------------------------------------------------------------
     def start(self) -> LiveChart:
-        """Show the placeholder and start redrawing."""
-        waiting = Message(f"Live chart of run {self.label}: waiting for the first metric value.")
-        self._handle = self._display(waiting, display_id=True)
+        """Show the placeholder and start redrawing (without updates: nothing until ``final``)."""
         if self.updates:
+            waiting = Message(f"Live chart of run {self.label}: waiting for the first metric value.")
+            self._handle = self._display(waiting, display_id=True)
             self._thread = threading.Thread(target=self._run, name="amlflow-live-chart", daemon=True)
             self._thread.start()
         return self
