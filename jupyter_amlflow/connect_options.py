@@ -63,13 +63,13 @@ def checked_options(
             is not https, a timeout that is not a positive number).
     """
     from .arm import check_metadata_url
-    from .auth import _check_tenant
+    from .auth import check_tenant
     from .connection import _CLOUD_NAME, _methods
 
     check_timeout(timeout)
     methods = _methods(auth)
     if tenant is not None:
-        _check_tenant(tenant)
+        check_tenant(tenant)
     if cloud_metadata_url is not None:
         check_metadata_url(cloud_metadata_url)
     if cloud is not None and cloud not in session.catalog:

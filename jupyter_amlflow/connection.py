@@ -509,9 +509,9 @@ class Session:
         _refuse_active_runs("switching the workspace now would leave it orphaned", "connect again")
         tenant_id = tenant or ref.tenant_id or self.env.get("AZURE_TENANT_ID") or None
         if tenant_id is not None:
-            from .auth import _check_tenant
+            from .auth import check_tenant
 
-            _check_tenant(tenant_id)  # sign-in checks it too, but after resolve_cloud may have sent a request
+            check_tenant(tenant_id)  # sign-in checks it too, but after resolve_cloud may have sent a request
         cloud = self.resolve_cloud(cloud_name, cloud_metadata_url)
         original_env = (self._original.env if self._original else {}) or {
             name: self.env.get(name) for name in tracking.MANAGED_ENV
@@ -771,23 +771,11 @@ def _set_by_hand() -> bool:
 
 
 def _methods(auth: Sequence[str] | str | None) -> tuple[str, ...] | None:
-    """Normalise ``--auth`` input (``"env,device-code"`` or a list); validated by ``auth.sign_in``."""
-    if auth is None:
-        return None
-    items = auth.split(",") if isinstance(auth, str) else list(auth)
-    methods = tuple(m.strip().lower() for m in items if m.strip())
-    from .auth import METHODS
+    """``--auth`` input (``"env,device-code"`` or a list) checked by ``auth.parse_methods``; None: not given."""
+    from .auth import parse_methods
 
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown:
-        from .errors import SignInError
-
-        raise SignInError(
-            f"Unknown sign-in method {unknown[0]!r}",
-            f"the methods are {', '.join(METHODS)}",
-            "For example: %amlflow connect ... --auth env,device-code",
-        )
-    return methods or None
+    methods = parse_methods(auth, example="%amlflow connect ... --auth env,device-code")
+    return tuple(methods) if methods else None
 
 
 def connect(reference: str | None = None, **kwargs: Any) -> Connection:

@@ -9,6 +9,7 @@ subclasses.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 
 class AmlflowError(Exception):
@@ -69,7 +70,7 @@ class CloudError(AmlflowError):
 class SignInError(AmlflowError):
     """Signing in failed; ``attempts`` lists each method tried and what happened."""
 
-    def __init__(self, what: str, why: str = "", fix: str = "", *, attempts: list[object] | None = None) -> None:
+    def __init__(self, what: str, why: str = "", fix: str = "", *, attempts: Sequence[object] | None = None) -> None:
         self.attempts = list(attempts or [])
         super().__init__(what, why, fix)
 

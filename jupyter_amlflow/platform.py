@@ -22,6 +22,7 @@ __all__ = [
     "default_methods",
     "defaults_table",
     "detect_platform",
+    "identity_endpoint",
     "sign_in_hint",
 ]
 
@@ -239,16 +240,37 @@ def _headless(env: Mapping[str, str], system: str) -> str | None:
     return f"{system} with neither DISPLAY nor WAYLAND_DISPLAY set"
 
 
-def _identity_endpoint(env: Mapping[str, str]) -> bool:
-    """Whether azure-identity's ManagedIdentityCredential has an endpoint other than IMDS.
+def identity_endpoint(env: Mapping[str, str]) -> str | None:
+    """Which managed-identity endpoint azure-identity would use with ``env``, or None for none.
 
-    Mirrors azure/identity/_credentials/managed_identity.py: App Service / Service Fabric
-    (IDENTITY_ENDPOINT + IDENTITY_HEADER), Azure Arc (IDENTITY_ENDPOINT + IMDS_ENDPOINT),
-    Azure ML and Cloud Shell (MSI_ENDPOINT).
+    The one rule for "is an identity endpoint configured" (platform detection, and whether the
+    ``managed-identity`` sign-in may build a credential). It follows the branch order of
+    ``ManagedIdentityCredential.__init__`` (azure/identity/_credentials/managed_identity.py):
+    ``IDENTITY_ENDPOINT`` first, with ``IDENTITY_HEADER`` (App Service; Service Fabric with
+    ``IDENTITY_SERVER_THUMBPRINT``) or ``IMDS_ENDPOINT`` (Azure Arc), and with neither
+    azure-identity builds no credential at all; only without ``IDENTITY_ENDPOINT``,
+    ``MSI_ENDPOINT`` (Azure ML with ``MSI_SECRET``, Cloud Shell without). The variables are tested
+    for being set, as azure-identity tests them; a blank value then counts as no endpoint. None
+    means azure-identity would fall back to the metadata address 169.254.169.254 (or to workload
+    identity), which this package never lets it probe.
+
+    Returns:
+        ``"service-fabric"``, ``"app-service"``, ``"azure-arc"``, ``"azure-ml"``,
+        ``"cloud-shell"``, or None.
     """
-    if _is_set(env, "IDENTITY_ENDPOINT") and _first_set(env, "IDENTITY_HEADER", "IMDS_ENDPOINT"):
-        return True
-    return _is_set(env, "MSI_ENDPOINT")
+    if env.get("IDENTITY_ENDPOINT"):
+        if not _is_set(env, "IDENTITY_ENDPOINT"):
+            return None
+        if env.get("IDENTITY_HEADER"):
+            if not _is_set(env, "IDENTITY_HEADER"):
+                return None
+            return "service-fabric" if env.get("IDENTITY_SERVER_THUMBPRINT") else "app-service"
+        return "azure-arc" if _is_set(env, "IMDS_ENDPOINT") else None
+    if env.get("MSI_ENDPOINT"):
+        if not _is_set(env, "MSI_ENDPOINT"):
+            return None
+        return "azure-ml" if env.get("MSI_SECRET") else "cloud-shell"
+    return None
 
 
 def detect_platform(
@@ -270,7 +292,7 @@ def detect_platform(
     env = os.environ if env is None else env
     namespace: Mapping[str, object] = user_ns if user_ns is not None else {}
     system = _os_name() if system is None else system
-    identity = _identity_endpoint(env)
+    identity = identity_endpoint(env) is not None
     for name, rule in _RULES:
         reason = rule(env, namespace)
         if reason:

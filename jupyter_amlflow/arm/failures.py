@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from ..errors import AmlflowError, ConnectTimeout, NotFound, PermissionDenied, ServiceError, SignInError
+from ..ids import GUID
 from ..pasteable import magic_option
 
 if TYPE_CHECKING:
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 _ACTION_RE = re.compile(r"perform action '(?P<action>[^']+)'(?: over scope '(?P<scope>[^']*)')?")
 _AUTHORIZATION_URI_RE = re.compile(r'authorization_uri="(?P<uri>[^"]+)"', re.IGNORECASE)
 _MUST_MATCH_RE = re.compile(r"must match the tenant '(?P<issuer>[^']+)'", re.IGNORECASE)
-_GUID_RE = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+
 _MESSAGE_LIMIT = 300
 
 RETRY_FIX = "Try again in a minute; if it keeps failing, check the Azure status page"
@@ -151,7 +152,7 @@ def _tenant_from_challenge(response: HttpResponse) -> str | None:
             return segments[-1]
     _code, message = _arm_error(response)
     must = _MUST_MATCH_RE.search(message)
-    guid = _GUID_RE.search(must["issuer"]) if must else None
+    guid = GUID.search(must["issuer"]) if must else None
     return guid.group(0) if guid else None
 
 
