@@ -401,9 +401,12 @@ def ours_session(p: dict[str, Any], **kwargs: Any) -> Any:
 
 def connect_ours(p: dict[str, Any], **kwargs: Any) -> str:
     """jupyter_amlflow's connect, service principal from the environment; returns the experiment id."""
+    from jupyter_amlflow import ConnectRequest
+
     auth = kwargs.pop("auth", ["env"])
+    renderer = kwargs.pop("renderer", None)
     session = ours_session(p, auth=auth)
-    conn = session.connect(
+    request = ConnectRequest(
         subscription=p["subscription"],
         resource_group=p["resource_group"],
         workspace=p["workspace"],
@@ -411,6 +414,7 @@ def connect_ours(p: dict[str, Any], **kwargs: Any) -> str:
         experiment=p["experiment"],
         **kwargs,
     )
+    conn = session.connect(request, renderer=renderer)
     return str(conn.experiment.experiment_id)
 
 

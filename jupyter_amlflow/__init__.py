@@ -18,17 +18,30 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["Connection", "Session", "__version__", "connect", "load_ipython_extension", "unload_ipython_extension"]
+__all__ = [
+    "ConnectRequest",
+    "Connection",
+    "Session",
+    "__version__",
+    "connect",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+]
 
 if TYPE_CHECKING:
-    from .connection import Connection, Session, connect
+    from .connect_request import ConnectRequest, connect
+    from .connection import Connection, Session
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("Connection", "Session", "connect"):
+    if name in ("Connection", "Session"):
         from . import connection
 
         return getattr(connection, name)
+    if name in ("ConnectRequest", "connect"):
+        from . import connect_request
+
+        return getattr(connect_request, name)
     raise AttributeError(f"module 'jupyter_amlflow' has no attribute {name!r}")
 
 

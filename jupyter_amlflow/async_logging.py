@@ -22,22 +22,16 @@ mlflow's queue back and adds what the queue lacks:
 * an opt-in (``MLFLOW_ENABLE_ASYNC_LOGGING=true`` while connected) that makes every
   ``mlflow.log_*`` call asynchronous.
 
-Private attributes of mlflow, the plugin and CPython that jupyter_amlflow touches for this, all
-here and checked once, when a store is adopted (a version without them keeps the plugin's way):
-
-* ``mlflow.tracking._tracking_service.utils._get_store`` — the cached store for a tracking URI
-  (the one every ``MlflowClient`` for that URI uses);
-* ``AbstractStore._async_logging_queue`` — the store's ``AsyncLoggingQueue``;
-* ``AsyncLoggingQueue._logging_func`` — what the queue's worker calls with each merged batch;
-* the instance attributes ``log_batch_async``, ``shut_down_async_logging`` and
-  ``flush_async_logging`` of that store, which shadow the plugin's class (removed on release);
-* ``threading._register_atexit`` — runs before ``concurrent.futures`` joins its worker threads
-  at exit (``atexit`` runs after, when the queue's workers can no longer take a batch).
+The private attributes of mlflow and CPython this needs (the cached store of a tracking URI, its
+``AsyncLoggingQueue`` and the queue's logging function, the exit hook that runs before worker
+threads are joined) are reached through ``compat.internals`` and checked when a store is adopted:
+a version without them keeps the plugin's way. The instance attributes ``log_batch_async``,
+``shut_down_async_logging`` and ``flush_async_logging`` set on the adopted store shadow the
+plugin's class, for that store only, and are removed on release.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
 import json
 import logging
@@ -53,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from .batch_sender import Batch, BatchSender, Ledger, Problem, describe
+from .compat import internals
+from .errors import AmlflowError
 
 log = logging.getLogger("jupyter_amlflow.async_logging")
 
@@ -161,8 +157,8 @@ class AsyncLogging:
         adopted = self._adopted.pop(key)
         for name in ("log_batch_async", "shut_down_async_logging", "flush_async_logging"):
             adopted.store.__dict__.pop(name, None)
-        if adopted.queue._logging_func is adopted.sender:
-            adopted.queue._logging_func = adopted.previous
+        if internals.logging_func(adopted.queue) is adopted.sender:
+            internals.set_logging_func(adopted.queue, adopted.previous)
 
     # -- what %amlflow status shows ------------------------------------------------------------------
     @property
@@ -193,21 +189,19 @@ class AsyncLogging:
 
     # -- the store -----------------------------------------------------------------------------------
     def _adopt(self, tracking_uri: str) -> bool:
-        from mlflow.tracking._tracking_service.utils import _get_store
-
-        store = _get_store(tracking_uri)
+        if not internals.available(internals.CACHED_STORE):
+            return False
+        store = internals.cached_store(tracking_uri)
         if id(store) in self._adopted:
             return True
-        queue = getattr(store, "_async_logging_queue", None)
-        needed = ("_logging_func", "log_batch_async", "activate", "is_active", "is_idle", "shut_down_async_logging")
-        knows = queue is not None and all(hasattr(queue, n) for n in needed)
-        if not knows or not callable(getattr(store, "get_host_creds", None)):
+        queue = internals.async_queue(store)
+        if queue is None or not callable(getattr(store, "get_host_creds", None)):
             log.debug("store %s has no AsyncLoggingQueue this module knows", type(store).__name__)
             return False
         ledger = Ledger()
         sender = BatchSender(store, ledger, self._report)
-        adopted = _Adopted(store, queue, sender, ledger, queue._logging_func)
-        queue._logging_func = sender
+        adopted = _Adopted(store, queue, sender, ledger, internals.logging_func(queue))
+        internals.set_logging_func(queue, sender)
         # Instance attributes shadow the plugin's class: this store only, removed on release.
         store.log_batch_async = functools.partial(self._log_batch_async, adopted)
         store.shut_down_async_logging = functools.partial(self._drain, adopted, False)
@@ -309,13 +303,7 @@ class AsyncLogging:
             if alive is not None:
                 alive.flush_at_exit()
 
-        register = getattr(threading, "_register_atexit", None)
-        try:
-            if register is None:
-                raise RuntimeError("no threading._register_atexit")
-            register(at_exit)
-        except RuntimeError:  # another Python, or already exiting: atexit is the next best
-            atexit.register(at_exit)
+        internals.register_before_thread_join(at_exit)
         self._exit_hook = True
 
     def flush_at_exit(self) -> None:
@@ -474,8 +462,6 @@ def resend(path: str | os.PathLike[str]) -> int:
     """
     import mlflow
     from mlflow.entities import Metric, Param, RunTag
-
-    from .errors import AmlflowError
 
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     recorded, current = data.get("tracking_uri"), mlflow.get_tracking_uri()

@@ -27,16 +27,11 @@ Whether the workspace serves logged models is learned from its answer to the fir
 call of a connection (nothing is asked at connect) and kept for that connection. Against a server
 that serves them, mlflow's own path runs unchanged.
 
-Private attributes of mlflow this module replaces while connected, and the only module that does
-(``_Patches`` checks they all exist before touching any):
-
-* ``mlflow.models.model.Model.log`` (a classmethod) and ``Model._log_v2`` (mlflow 2's log path);
-* ``mlflow.models.model._create_logged_model`` (the first logged-model call of ``Model.log``);
-* ``mlflow.store.artifact.runs_artifact_repo.RunsArtifactRepository._get_logged_model_artifact_repo``;
-* ``mlflow.tracking._model_registry.fluent._register_model``;
-* ``mlflow.tracking._model_registry.client.is_prompt_supported_registry``;
-* ``mlflow.tracking.client.MlflowClient.search_runs``, ``rename_experiment``,
-  ``rename_registered_model`` (public methods, wrapped) and ``MlflowClient._registry_uri``.
+The attributes of mlflow this module replaces while connected (``Model.log``, the first
+logged-model call, the runs repository's logged-model lookup, ``_register_model``, the prompt
+registry test, ``MlflowClient.search_runs`` and the renames) are listed, with their modules, in
+``compat.internals.LIMITS``; ``_Patches`` checks they all exist before touching any, and this is
+the only module that replaces them.
 """
 
 from __future__ import annotations
@@ -51,17 +46,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from .compat import internals
 from .tracking import is_azureml_uri, plugin_key
 
 log = logging.getLogger("jupyter_amlflow")
 
 TRACING_OFF = "off (Azure ML refuses traces)"
 SAMPLING_RATIO = "MLFLOW_TRACE_SAMPLING_RATIO"
-_MODEL_MODULE = "mlflow.models.model"
-_RUNS_REPO_MODULE = "mlflow.store.artifact.runs_artifact_repo"
-_REGISTRY_FLUENT = "mlflow.tracking._model_registry.fluent"
-_REGISTRY_CLIENT = "mlflow.tracking._model_registry.client"
-_CLIENT_MODULE = "mlflow.tracking.client"
 
 
 class AzureMLNotice(UserWarning):
@@ -77,12 +68,13 @@ def unsupported_class() -> type[Exception]:
     cls = globals().get("AzureMLUnsupported")
     if cls is None:
         from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
         class AzureMLUnsupported(MlflowException):
             """A call Azure ML documents as unsupported, refused before it was sent."""
 
             def __init__(self, message: str) -> None:
-                super().__init__(message, error_code="INVALID_PARAMETER_VALUE")
+                super().__init__(message, error_code=INVALID_PARAMETER_VALUE)
 
         AzureMLUnsupported.__module__ = __name__
         cls = globals()["AzureMLUnsupported"] = AzureMLUnsupported
@@ -282,38 +274,23 @@ class _Patches:
         setattr(owner, name, make(original))
 
     def _patch_all(self) -> None:
-        import importlib
-
-        model_module = importlib.import_module(_MODEL_MODULE)
-        runs_repo = importlib.import_module(_RUNS_REPO_MODULE).RunsArtifactRepository
-        registry_fluent = importlib.import_module(_REGISTRY_FLUENT)
-        registry_client = importlib.import_module(_REGISTRY_CLIENT)
-        client = importlib.import_module(_CLIENT_MODULE).MlflowClient
-        model = model_module.Model
-        needed = [
-            (model, "log"),
-            (model, "_log_v2"),
-            (model_module, "_create_logged_model"),
-            (runs_repo, "_get_logged_model_artifact_repo"),
-            (registry_fluent, "_register_model"),
-            (registry_client, "is_prompt_supported_registry"),
-            (client, "search_runs"),
-            (client, "rename_experiment"),
-            (client, "rename_registered_model"),
-        ]
-        missing = [f"{getattr(o, '__name__', o)}.{n}" for o, n in needed if not hasattr(o, n)]
+        missing = internals.missing(internals.LIMITS.values())
         if missing:
             # Another mlflow: leave it alone rather than half-patch it.
-            log.warning("mlflow has no %s; Azure ML workarounds are off", ", ".join(missing))
+            log.warning("mlflow has no %s; Azure ML workarounds are off", ", ".join(i.label for i in missing))
             return
-        self._replace(model, "log", self._wrap_log)
-        self._replace(model_module, "_create_logged_model", self._wrap_create_logged_model)
-        self._replace(runs_repo, "_get_logged_model_artifact_repo", self._wrap_model_repo)
-        self._replace(registry_fluent, "_register_model", self._wrap_register_model)
-        self._replace(registry_client, "is_prompt_supported_registry", _wrap_prompt_registry)
-        self._replace(client, "search_runs", _wrap_search_runs)
-        self._replace(client, "rename_experiment", _wrap_rename("experiments"))
-        self._replace(client, "rename_registered_model", _wrap_rename("registered models"))
+        wrappers: dict[str, Callable[[Any], Any]] = {
+            "log": self._wrap_log,
+            "create_logged_model": self._wrap_create_logged_model,
+            "logged_model_repo": self._wrap_model_repo,
+            "register_model": self._wrap_register_model,
+            "prompt_registry": _wrap_prompt_registry,
+            "search_runs": _wrap_search_runs,
+            "rename_experiment": _wrap_rename("experiments"),
+            "rename_registered_model": _wrap_rename("registered models"),
+        }
+        for key, make in wrappers.items():
+            self._replace(*internals.limits_target(key), make)
 
     def _wrap_log(self, original: Any) -> Any:
         func = original.__func__
@@ -428,7 +405,7 @@ def _log_to_run(cls: Any, func: Any, args: tuple[Any, ...], kwargs: dict[str, An
         )
     registered_name = given.get("registered_model_name")
     await_for = given.get("await_registration_for", DEFAULT_AWAIT_MAX_SLEEP_SECONDS)
-    info = cls._log_v2(
+    info = internals.log_model_v2(cls)(
         given.get("name") or given.get("artifact_path") or "model",
         given["flavor"],
         registered_model_name=None,
@@ -476,7 +453,7 @@ def _wrap_rename(what: str) -> Callable[[Any], Any]:
         uri_of: Callable[[Any], str | None] = lambda client: client.tracking_uri  # noqa: E731
         fix = "create an experiment with the new name and log new runs there"
     else:
-        uri_of = lambda client: getattr(client, "_registry_uri", None) or client.tracking_uri  # noqa: E731
+        uri_of = lambda client: internals.client_registry_uri(client) or client.tracking_uri  # noqa: E731
         fix = "register the model again under the new name (registered models are immutable in Azure ML)"
 
     def make(original: Any) -> Any:

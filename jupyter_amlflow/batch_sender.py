@@ -109,7 +109,7 @@ def describe(batch: Batch) -> str:
         if kind == "metric":
             return f"metric {_short(item.key)} = {item.value!r} at step {item.step}"
         return f"{kind} {_short(item.key)} = {_short(item.value)}"
-    groups: dict[tuple[str, str], list[Any]] = {}
+    groups: dict[tuple[Kind, str], list[Any]] = {}
     for kind, item in items:
         groups.setdefault((kind, item.key), []).append(item)
     parts = []

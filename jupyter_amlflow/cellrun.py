@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import tracking
 from .display import Link, Message
-from .errors import ActiveRunError, AmlflowError
+from .errors import AmlflowError
 
 if TYPE_CHECKING:
     from .connection import Session
@@ -19,8 +19,10 @@ CELL_ARTIFACT = "cell.py"
 def _split_last_expression(source: str) -> tuple[ast.Module, ast.Expression | None]:
     """The cell's statements and its trailing expression, whose value the cell shows."""
     tree = ast.parse(source)
-    if tree.body and isinstance(tree.body[-1], ast.Expr):
-        return tree, ast.Expression(tree.body.pop().value)
+    last = tree.body[-1] if tree.body else None
+    if isinstance(last, ast.Expr):
+        tree.body.pop()
+        return tree, ast.Expression(last.value)
     return tree, None
 
 
@@ -39,12 +41,11 @@ def run_cell(
     Returns the value of the cell's last expression, like a normal cell.
     """
     conn = session.require_connection()
-    if run_id := tracking.active_run_id():
-        raise ActiveRunError(
-            f"An MLflow run is already active ({run_id})",
-            "%%amlflow run starts its own run",
-            "End it first (mlflow.end_run()), or log in this cell without %%amlflow run",
-        )
+    tracking.refuse_active_run(
+        "%%amlflow run starts its own run",
+        "End it first (mlflow.end_run()), or log in this cell without %%amlflow run",
+        already=True,
+    )
     experiment_id = conn.experiment.experiment_id
     if experiment is not None:
         experiment_id = session.find_experiment(experiment).experiment_id

@@ -31,13 +31,9 @@ def list_things(
     """
     if what == "experiments":
         return _experiments(session)
-    options = None
-    if secret_scope or secret_keys or key_vault or linked_service:
-        from .auth import platform_options
+    from .connect_request import platform_options_given
 
-        options = platform_options(
-            secret_scope=secret_scope, secret_keys=secret_keys, key_vault=key_vault, linked_service=linked_service
-        )
+    options = platform_options_given(secret_scope, secret_keys, key_vault, linked_service)
     conn = session.connection
     chosen = session.resolve_cloud(cloud or (conn.cloud.name if conn else None))
     tenant_id = tenant or (conn.tenant_id if conn and not cloud else None)

@@ -1,7 +1,8 @@
 """The MLflow side: the azureml-mlflow plugin's registration, the kernel's MLflow state, experiments.
 
 Everything here imports mlflow lazily: ``import jupyter_amlflow`` stays cheap, and connect
-imports mlflow in a background thread while the person signs in.
+imports mlflow in a background thread while the person signs in. The private attributes of
+mlflow and the plugin this module reads and writes are reached through ``compat.internals``.
 
 Three pieces of process-wide state belong to MLflow and the plugin, not to us, and this module is
 the only place that touches them:
@@ -21,14 +22,18 @@ what was there, and undoes the version shims connect applied (``compat.py``).
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import sys
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
-from .errors import AmlflowError, PermissionDenied, ServiceError
+from .compat import internals
+from .errors import ActiveRunError, AmlflowError, PermissionDenied, ServiceError
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -63,32 +68,19 @@ MAX_EXPERIMENTS = 2000
 MLFLOW_REGISTRY_PERMISSIONS = ("Microsoft.MachineLearningServices/workspaces/models/*/*",)
 
 
-#: Modules mlflow and the plugin import on first use, right after a sign-in: the plugin's store
-#: and service contexts, mlflow's client, and the tracing provider ``set_tracking_uri`` resets.
-_FIRST_USE_MODULES = (
-    "azureml.mlflow.entry_point_loaders",
-    "azureml.mlflow._internal.service_context_loader",
-    "azureml.mlflow._internal.utils",
-    "azureml.mlflow._store.tracking.store",
-    "mlflow.tracking.client",
-    "mlflow.store.artifact.artifact_repository_registry",
-    "mlflow.tracing.processor.base_mlflow",
-)
-
 
 def import_mlflow() -> None:
     """Import mlflow and the plugin (2-3 s cold), and what their first use loads; thread-safe.
 
     Connect runs this while the person signs in, so the first-use work (about 0.1-0.2 s: the
-    modules above, mlflow's request-header providers and their platform checks) happens during
-    the wait instead of after the token arrives. Nothing here changes mlflow's state.
+    modules of ``internals.FIRST_USE_MODULES``, mlflow's request-header providers and their
+    platform checks) happens during the wait instead of after the token arrives. Nothing here
+    changes mlflow's state.
     """
-    import importlib
-
     import azureml.mlflow  # noqa: F401
     import mlflow  # noqa: F401 - the import is the point
 
-    for name in _FIRST_USE_MODULES:
+    for name in internals.FIRST_USE_MODULES:
         try:
             importlib.import_module(name)
         except ImportError:  # another mlflow or plugin version: that module loads when needed, if at all
@@ -100,34 +92,23 @@ def import_mlflow() -> None:
 
 def mlflow_imported() -> bool:
     """Whether this process already imported mlflow (then ``active_run`` etc. are meaningful)."""
-    import sys
-
     return "mlflow" in sys.modules
 
 
 # -- the plugin's tables --------------------------------------------------------------------------
 def register_cloud(cloud: Cloud) -> None:
     """Put ``cloud`` into the plugin's cloud table (filled at ``import mlflow``, fixed after)."""
-    from azureml.mlflow._common._cloud import cloud as plugin_cloud
-
-    plugin_cloud.KNOWN_CLOUDS[cloud.name] = plugin_cloud_for(cloud)
+    internals.plugin_clouds()[cloud.name] = plugin_cloud_for(cloud)
 
 
 def plugin_cloud_for(cloud: Cloud) -> Any:
     """The plugin's ``Cloud`` object for one of ours."""
-    from azureml.mlflow._common._cloud.cloud import Cloud as PluginCloud
-    from azureml.mlflow._common._cloud.cloud import CloudEndpoints, CloudSuffixes
-
-    return PluginCloud(
+    return internals.plugin_cloud(
         cloud.name,
-        endpoints=CloudEndpoints(
-            resource_manager=cloud.resource_manager,
-            active_directory=cloud.authority,
-            management=cloud.resource_manager,
-            active_directory_resource_id=cloud.resource_manager,
-            portal=cloud.portal or cloud.resource_manager,
-        ),
-        suffixes=CloudSuffixes(storage_endpoint=cloud.storage_suffix),
+        resource_manager=cloud.resource_manager,
+        authority=cloud.authority,
+        portal=cloud.portal or cloud.resource_manager,
+        storage_suffix=cloud.storage_suffix,
     )
 
 
@@ -138,47 +119,29 @@ def plugin_key(tracking_uri: str) -> str:
 
 def host_url(tracking_uri: str) -> str:
     """``https://HOST[:PORT]`` of an ``azureml://`` URI: where the plugin sends its calls."""
-    from urllib.parse import urlsplit
-
     return "https://" + urlsplit(tracking_uri).netloc
 
 
 def registered_context(tracking_uri: str) -> Any | None:
     """The plugin's service context for this URI, if one is registered."""
-    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader as Loader
-
-    key = plugin_key(tracking_uri)
-    return Loader._tracking_uri_to_service_context.get(key)
+    return internals.service_contexts().get(plugin_key(tracking_uri))
 
 
 def set_registered_context(tracking_uri: str, context: Any | None) -> None:
     """Register (or, with None, remove) the plugin's service context for a URI."""
-    from azureml.mlflow._internal.service_context_loader import _AzureMLServiceContextLoader as Loader
-
     key = plugin_key(tracking_uri)
-    previous = Loader._tracking_uri_to_service_context.get(key)
+    contexts = internals.service_contexts()
+    previous = contexts.get(key)
     if context is None:
-        Loader._tracking_uri_to_service_context.pop(key, None)
+        contexts.pop(key, None)
     else:
-        Loader.add_service_context(key, context)
+        internals.add_service_context(key, context)
     if previous is not None and getattr(previous, "auth", None) is not getattr(context, "auth", None):
         # A store built for this URI holds the context registered when it was built (the plugin's
         # own, if the workspace was used before connect): it would keep signing in as that identity.
-        drop_cached_stores()
-
-
-def drop_cached_stores() -> None:
-    """Forget the tracking and registry stores mlflow built; the next call builds them anew.
-
-    mlflow caches one store per URI (``lru_cache``), each built with the plugin's service context
-    registered at the time. Only the whole cache can be cleared; other URIs' stores are rebuilt on
-    their next use, which costs no request.
-    """
-    from mlflow.tracking._model_registry.registry import ModelRegistryStoreRegistry
-    from mlflow.tracking._tracking_service.registry import TrackingStoreRegistry
-
-    TrackingStoreRegistry._get_store_with_resolved_uri.cache_clear()
-    ModelRegistryStoreRegistry._get_store_with_resolved_uri.cache_clear()
+        # mlflow caches one store per URI; only the whole cache can be cleared, and other URIs'
+        # stores are rebuilt on their next use, which costs no request.
+        internals.drop_cached_stores()
 
 
 def register_workspace(
@@ -202,9 +165,7 @@ def register_workspace(
     if current is not None and hasattr(current, "swap") and current is not credential:
         current.swap(credential.inner)
         credential = current
-    from azureml.mlflow._internal.utils import ServiceContext
-
-    context = ServiceContext(
+    context = internals.service_context(
         host_url=host_url(tracking_uri),
         subscription_id=subscription_id,
         workspace_name=workspace,
@@ -215,17 +176,6 @@ def register_workspace(
     )
     set_registered_context(tracking_uri, context)
     return credential
-
-
-def warm_up_registry(tracking_uri: str) -> None:
-    """Build mlflow's model-registry store table now, in this thread.
-
-    mlflow builds it lazily and publishes it before it is filled; threads that resolve the
-    ``azureml`` scheme first then fail with ``KeyError: 'azureml'``.
-    """
-    from mlflow.tracking._model_registry import utils as registry_utils
-
-    registry_utils._get_store_registry()
 
 
 # -- the kernel's MLflow state --------------------------------------------------------------------
@@ -251,16 +201,7 @@ class MlflowState:
         env = {name: os.environ.get(name) for name in MANAGED_ENV}
         if not mlflow_imported():
             return cls(None, None, None, env)
-        from mlflow.tracking import fluent
-        from mlflow.tracking._model_registry import utils as registry_utils
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
-        return cls(
-            tracking_uri=tracking_utils._tracking_uri,
-            registry_uri=registry_utils._registry_uri,
-            experiment_id=fluent._active_experiment_id,
-            env=env,
-        )
+        return cls(*internals.mlflow_globals(), env=env)
 
     def note_plugin_entries(self, tracking_uri: str, cloud_name: str) -> None:
         """Remember the plugin's entries for this URI and cloud before connect changes them.
@@ -268,13 +209,11 @@ class MlflowState:
         Called just before registering (the URI is known only after Resource Manager answers);
         an entry noted once keeps its first, original value.
         """
-        from azureml.mlflow._common._cloud import cloud as plugin_cloud
-
         context = registered_context(tracking_uri)
         self.contexts.setdefault(plugin_key(tracking_uri), context)
-        self.clouds.setdefault(cloud_name, plugin_cloud.KNOWN_CLOUDS.get(cloud_name))
+        self.clouds.setdefault(cloud_name, internals.plugin_clouds().get(cloud_name))
         auth = getattr(context, "auth", None)
-        if hasattr(auth, "swap") and all(held is not auth for held, _ in self.swaps):
+        if auth is not None and hasattr(auth, "swap") and all(held is not auth for held, _ in self.swaps):
             self.swaps.append((auth, auth.inner))
 
     def restore(self) -> None:
@@ -286,17 +225,10 @@ class MlflowState:
                 os.environ[name] = value
         if not mlflow_imported():
             return
-        from azureml.mlflow._common._cloud import cloud as plugin_cloud
-        from mlflow.tracking import fluent
-        from mlflow.tracking._model_registry import utils as registry_utils
-        from mlflow.tracking._tracking_service import utils as tracking_utils
-
-        tracking_utils._tracking_uri = self.tracking_uri
-        registry_utils._registry_uri = self.registry_uri
-        fluent._active_experiment_id = self.experiment_id
+        internals.restore_mlflow_globals(self.tracking_uri, self.registry_uri, self.experiment_id)
         for key, context in self.contexts.items():
             current = getattr(registered_context(key), "auth", None)
-            if context is None and hasattr(current, "swap"):
+            if context is None and current is not None and hasattr(current, "swap"):
                 # Keep our stable credential registered, signed out: mlflow caches the store built
                 # with it, and the next connect to this URI must reach that store through it.
                 current.swap(None)
@@ -304,11 +236,12 @@ class MlflowState:
             set_registered_context(key, context)
         for credential, inner in self.swaps:
             credential.swap(inner)
+        clouds = internals.plugin_clouds() if self.clouds else {}
         for name, cloud in self.clouds.items():
             if cloud is None:
-                plugin_cloud.KNOWN_CLOUDS.pop(name, None)
+                clouds.pop(name, None)
             else:
-                plugin_cloud.KNOWN_CLOUDS[name] = cloud
+                clouds[name] = cloud
         for shims in reversed(self.shims):
             shims.undo_all()
 
@@ -326,28 +259,53 @@ def active_run_id() -> str | None:
 def active_run_elsewhere() -> tuple[str, str] | None:
     """``(run id, thread name)`` of a run active in another live thread of this process, if any.
 
-    mlflow keeps one stack of active runs per thread (``fluent._active_run_stack``, a
-    ``ThreadLocalVariable`` that also records every thread's value, as mlflow's own
-    ``_get_latest_active_run`` reads it), so ``mlflow.active_run()`` sees the calling thread's
+    mlflow keeps one stack of active runs per thread (``internals.RUN_STACKS``, as mlflow's own
+    ``_get_latest_active_run`` reads them), so ``mlflow.active_run()`` sees the calling thread's
     only. A run a worker thread keeps open must stop connect and disconnect as one in this thread
     does: its next call would go to another workspace, or to a local ``mlflow.db``. A thread that
     has ended cannot log any more; its leftover stack is not counted.
     """
     if not mlflow_imported():
         return None
-    import threading
-
-    from mlflow.tracking import fluent
-
-    stacks = getattr(getattr(fluent, "_active_run_stack", None), "get_all_thread_values", None)
+    stacks = internals.run_stacks()
     if stacks is None:  # another mlflow: only the calling thread's runs can be seen
         return None
     me = threading.get_ident()
     alive = {t.ident: t.name for t in threading.enumerate()}
-    for ident, stack in stacks().items():
+    for ident, stack in stacks.items():
         if ident != me and ident in alive and stack:
             return stack[-1].info.run_id, alive[ident]
     return None
+
+
+def refuse_active_run(why: str, fix: str, *, already: bool = False) -> None:
+    """Raise ``ActiveRunError`` if an MLflow run is active in this thread.
+
+    Args:
+        why: Why the run stops what was asked.
+        fix: What to do about it.
+        already: Say "already active" (what was asked starts a run of its own).
+    """
+    if run_id := active_run_id():
+        raise ActiveRunError(f"An MLflow run is {'already ' if already else ''}active ({run_id})", why, fix)
+
+
+def refuse_active_runs(why: str, then: str) -> None:
+    """Raise ``ActiveRunError`` if an MLflow run is active in this thread or in another one.
+
+    Args:
+        why: Why the run stops what was asked.
+        then: What to type once the run has ended.
+    """
+    refuse_active_run(why, f"End it first: mlflow.end_run(), then {then}")
+    if elsewhere := active_run_elsewhere():
+        run_id, thread = elsewhere
+        raise ActiveRunError(
+            f"An MLflow run is active in another thread ({run_id}, thread {thread!r})",
+            why,
+            f"Let that thread end its run first (mlflow.end_run() there, or leave its 'with mlflow.start_run()' "
+            f"block), then {then}",
+        )
 
 
 def apply(tracking_uri: str, experiment_id: str, cloud_name: str) -> None:
@@ -357,11 +315,10 @@ def apply(tracking_uri: str, experiment_id: str, cloud_name: str) -> None:
     ``set_experiment``'s second round trip for an experiment connect has just read.
     """
     import mlflow
-    from mlflow.tracking import fluent
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    fluent._active_experiment_id = experiment_id
+    internals.set_active_experiment(experiment_id)
     os.environ["MLFLOW_EXPERIMENT_ID"] = experiment_id
     os.environ.pop("MLFLOW_EXPERIMENT_NAME", None)
     # The plugin's LocalUpload artifact client (registered model files) finds its storage
@@ -369,7 +326,7 @@ def apply(tracking_uri: str, experiment_id: str, cloud_name: str) -> None:
     # which 404s in a browser: connect offers the Studio link instead.
     os.environ["AZUREML_CURRENT_CLOUD"] = cloud_name
     os.environ["MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT"] = "true"
-    warm_up_registry(tracking_uri)
+    internals.build_registry_table()
 
 
 @dataclass(frozen=True)
@@ -413,8 +370,8 @@ def resolve_experiment(
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
     try:
         if experiment_id is not None:
-            found = client.get_experiment(experiment_id)
-            return ExperimentRef(found.experiment_id, found.name, False)
+            by_id = client.get_experiment(experiment_id)
+            return ExperimentRef(by_id.experiment_id, by_id.name, False)
         assert name is not None
         found = client.get_experiment_by_name(name)
         if found is not None:
@@ -461,19 +418,11 @@ def translate_mlflow_error(exc: BaseException, endpoint: str) -> AmlflowError:
     )
 
 
-@contextmanager
-def restored_on_error(state: MlflowState) -> Iterator[None]:
-    """Restore ``state`` if the block raises (KeyboardInterrupt included), then re-raise."""
-    try:
-        yield
-    except BaseException:
-        state.restore()
-        raise
-
-
 def is_azureml_uri(uri: str | None) -> bool:
     """Whether a tracking URI is an Azure ML workspace URI."""
-    return bool(uri) and uri.lower().startswith("azureml://") and bool(_TRACKING_PATH.search(uri.split("?", 1)[0]))
+    if uri is None or not uri.lower().startswith("azureml://"):
+        return False
+    return bool(_TRACKING_PATH.search(uri.split("?", 1)[0]))
 
 
 def list_experiment_names(

@@ -342,14 +342,14 @@ def test_the_python_api_opts_in_and_disconnect_puts_the_plugins_way_back(user_en
 
 
 def test_a_failed_connect_leaves_the_environment_and_the_store_as_they_were(user_env: Any, ws: Any) -> None:
-    from jupyter_amlflow import Session
+    from jupyter_amlflow import ConnectRequest, Session
     from jupyter_amlflow.errors import ConnectTimeout
 
     sb = user_env
     before = {name: os.environ.get(name) for name in ASYNC_ENV}
     sb.inject("mlflow", stall=3.0, times=1)  # the experiment lookup
     with pytest.raises(ConnectTimeout):
-        Session(timeout=1.0, auth=["env"]).connect(ws.arm_id, experiment="async-failed", async_logging=True)
+        Session(timeout=1.0, auth=["env"]).connect(ConnectRequest(ws.arm_id, experiment="async-failed", async_logging=True))
     assert {name: os.environ.get(name) for name in ASYNC_ENV} == before
     from mlflow.tracking._tracking_service.utils import _get_store
 
@@ -422,7 +422,7 @@ def test_values_still_queued_at_exit_are_sent_before_the_process_ends(user_env: 
 def test_the_exit_flush_is_bounded_and_saves_what_it_could_not_send(
     user_env: Any, ws: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from jupyter_amlflow import Session
+    from jupyter_amlflow import ConnectRequest, Session
     from jupyter_amlflow.async_logging import EXIT_FLUSH_SECONDS, resend
 
     sb = user_env
@@ -442,7 +442,7 @@ def test_the_exit_flush_is_bounded_and_saves_what_it_could_not_send(
     assert history(sb, ws, run_id) == []
 
     monkeypatch.setenv("HOME", str(tmp_path))
-    conn = Session(timeout=30, auth=["env"]).connect(ws.arm_id, experiment="async-exit")
+    conn = Session(timeout=30, auth=["env"]).connect(ConnectRequest(ws.arm_id, experiment="async-exit"))
     try:
         assert resend(saved[0]) == 200
     finally:

@@ -15,6 +15,7 @@ import pytest
 from helpers import backend_client, isolated_mlflow
 from kernels import errors_of, execute, notebook, text_of
 
+from jupyter_amlflow.connect_request import ConnectRequest
 from jupyter_amlflow.connection import Session
 
 MLFLOW_MODEL_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -56,7 +57,7 @@ def test_log_model_goes_to_the_run_and_registers_from_it(sp_env: Any, tmp_path: 
     ws = sb.workspaces[0]
     original_log = Model.__dict__["log"]
     session = Session(timeout=20, auth=["env"])
-    conn = session.connect(ws.arm_id, experiment="limits-log-model")
+    conn = session.connect(ConnectRequest(ws.arm_id, experiment="limits-log-model"))
     assert dict(conn.view().rows)["Logged models"].startswith("not asked yet")
     name = f"limits-{tmp_path.name[-6:]}"
     sb.clear_requests()
@@ -96,7 +97,7 @@ def test_a_new_connection_asks_again(sp_env: Any) -> None:
     sb = sp_env
     session = Session(timeout=20, auth=["env"])
     for ws in (sb.workspaces[0], sb.workspaces[1]):
-        session.connect(ws.arm_id, experiment="limits-reconnect")
+        session.connect(ConnectRequest(ws.arm_id, experiment="limits-reconnect"))
         sb.clear_requests()
         with mlflow.start_run():
             mlflow.pyfunc.log_model(name="m", python_model=echo_model(), pip_requirements=["mlflow"])
@@ -115,7 +116,7 @@ def test_tracing_is_off_while_connected_and_back_after(sp_env: Any, monkeypatch:
     session = Session(timeout=20, auth=["env"])
     with warnings.catch_warnings(record=True) as seen:
         warnings.simplefilter("default")
-        session.connect(sb.workspaces[0].arm_id, experiment="limits-tracing")
+        session.connect(ConnectRequest(sb.workspaces[0].arm_id, experiment="limits-tracing"))
         sb.clear_requests()
 
         @mlflow.trace
@@ -139,7 +140,7 @@ def test_unsupported_queries_fail_in_the_client_with_the_workaround(sp_env: Any)
 
     sb = sp_env
     session = Session(timeout=20, auth=["env"])
-    session.connect(sb.workspaces[0].arm_id, experiment="limits-queries")
+    session.connect(ConnectRequest(sb.workspaces[0].arm_id, experiment="limits-queries"))
     exp_id = session.connection.experiment.experiment_id  # type: ignore[union-attr]
     with mlflow.start_run():
         mlflow.log_metric("x", 1.0)
@@ -199,7 +200,7 @@ def test_open_source_mode_keeps_the_native_logged_model_path(
         monkeypatch.setenv(k, v)
     with isolated_mlflow():
         session = Session(timeout=20, auth=["env"])
-        session.connect(oss.workspaces[0].arm_id, experiment="oss-native")
+        session.connect(ConnectRequest(oss.workspaces[0].arm_id, experiment="oss-native"))
         with mlflow.start_run():
             info = mlflow.pyfunc.log_model(name="model", python_model=echo_model(), pip_requirements=["mlflow"])
         assert info.model_id and info.model_uri == f"models:/{info.model_id}"

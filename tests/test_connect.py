@@ -11,6 +11,7 @@ import pytest
 from helpers import answer_device_code, backend_runs, isolated_mlflow, mlflow_state, write_config
 
 import jupyter_amlflow
+from jupyter_amlflow.connect_request import ConnectRequest
 from jupyter_amlflow.connection import Session
 from jupyter_amlflow.errors import (
     ActiveRunError,
@@ -52,7 +53,9 @@ def test_connect_by_names_logs_to_the_workspace(sp_env: Any) -> None:
     sb = sp_env
     ws = sb.workspaces[0]
     conn = session().connect(
-        subscription=ws.subscription_id, resource_group=ws.resource_group, workspace=ws.name, experiment="by-names"
+        ConnectRequest(
+            subscription=ws.subscription_id, resource_group=ws.resource_group, workspace=ws.name, experiment="by-names"
+        )
     )
     import mlflow
 
@@ -83,7 +86,7 @@ def test_connect_by_reference(sp_env: Any, form: str, tmp_path: Path, monkeypatc
         write_config(tmp_path, ws)
         monkeypatch.chdir(tmp_path)
         reference = None
-    conn = session().connect(reference, experiment=f"by-{form}")
+    conn = session().connect(ConnectRequest(reference, experiment=f"by-{form}"))
     assert conn.workspace.name == ws.name
     run_id = log_something(form)
     assert run_id in [r.info.run_id for r in backend_runs(sb, ws, f"by-{form}")]
@@ -100,7 +103,7 @@ def test_config_json_found_in_dot_azureml_of_a_parent(
     nested = tmp_path / "notebooks" / "deep"
     nested.mkdir(parents=True)
     monkeypatch.chdir(nested)
-    conn = session().connect(experiment="from-parent")
+    conn = session().connect(ConnectRequest(experiment="from-parent"))
     assert conn.workspace.name == ws.name
     conn.disconnect()
 
@@ -111,8 +114,8 @@ def test_disconnect_restores_what_was_there(sp_env: Any, tmp_path: Path) -> None
     mlflow.set_tracking_uri(f"file://{tmp_path}/mlruns")
     before = mlflow_state()
     s = session()
-    s.connect(sp_env.workspaces[0].arm_id, experiment="first")
-    s.connect(sp_env.workspaces[1].arm_id, experiment="second")
+    s.connect(ConnectRequest(sp_env.workspaces[0].arm_id, experiment="first"))
+    s.connect(ConnectRequest(sp_env.workspaces[1].arm_id, experiment="second"))
     assert mlflow.get_tracking_uri() == sp_env.workspaces[1].tracking_uri
     s.disconnect()
     assert mlflow_state() == before
@@ -122,9 +125,9 @@ def test_switching_workspace_sends_new_runs_to_the_second_only(sp_env: Any) -> N
     sb = sp_env
     a, b = sb.workspaces[0], sb.workspaces[1]
     s = session()
-    s.connect(a.arm_id, experiment="switch")
+    s.connect(ConnectRequest(a.arm_id, experiment="switch"))
     first = log_something("in-a")
-    s.connect(b.arm_id, experiment="switch")
+    s.connect(ConnectRequest(b.arm_id, experiment="switch"))
     second = log_something("in-b")
     a_runs = {r.info.run_id for r in backend_runs(sb, a, "switch")}
     b_runs = {r.info.run_id for r in backend_runs(sb, b, "switch")}
@@ -137,13 +140,13 @@ def test_switching_identity_uses_the_new_identity(sp_env: Any, monkeypatch: pyte
     sb = sp_env
     ws = sb.workspaces[0]
     s = session()
-    s.connect(ws.arm_id, experiment="identity")
+    s.connect(ConnectRequest(ws.arm_id, experiment="identity"))
     log_something("as-sp")
     other = sb.add_service_principal("sandbox-sp-second")
     monkeypatch.setenv("AZURE_CLIENT_ID", other.client_id)
     monkeypatch.setenv("AZURE_CLIENT_SECRET", other.client_secret)
     s2 = session()
-    conn = s2.connect(ws.arm_id, experiment="identity")
+    conn = s2.connect(ConnectRequest(ws.arm_id, experiment="identity"))
     sb.clear_requests()
     log_something("as-second")
     mlflow_calls = [r for r in sb.requests if r.endpoint == "mlflow"]
@@ -193,7 +196,7 @@ def test_a_workspace_used_through_the_plugin_first_logs_as_the_connected_identit
     monkeypatch.setenv("AZURE_CLIENT_ID", other.client_id)
     monkeypatch.setenv("AZURE_CLIENT_SECRET", other.client_secret)
     s = session()
-    s.connect(ws.arm_id, experiment="plugin-first")
+    s.connect(ConnectRequest(ws.arm_id, experiment="plugin-first"))
     sb.clear_requests()
     log_something("as-connected")
     assert {r.identity_name for r in sb.requests if r.endpoint == "mlflow"} == {"sandbox-sp-connected"}
@@ -206,7 +209,7 @@ def test_a_workspace_used_through_the_plugin_first_logs_as_the_connected_identit
 
 def test_experiment_from_environment_is_honoured(sp_env: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_EXPERIMENT_NAME", "from-env")
-    conn = session().connect(sp_env.workspaces[0].arm_id)
+    conn = session().connect(ConnectRequest(sp_env.workspaces[0].arm_id))
     assert conn.experiment.name == "from-env"
     conn.disconnect()
     assert os.environ["MLFLOW_EXPERIMENT_NAME"] == "from-env"
@@ -218,7 +221,7 @@ def test_private_link_workspace_uses_its_own_host(sp_env: Any) -> None:
     ws = next((w for w in sb.workspaces if w.name == "mlw-private"), None) or sb.add_workspace(
         sub, "rg-ml-1", "mlw-private", "westeurope", private_link=True
     )
-    conn = session().connect(ws.arm_id, experiment="private")
+    conn = session().connect(ConnectRequest(ws.arm_id, experiment="private"))
     assert conn.tracking_uri.startswith(f"azureml://localhost:{sb.base_url.rsplit(':', 1)[1]}/")
     run_id = log_something("private")
     assert run_id in [r.info.run_id for r in backend_runs(sb, ws, "private")]
@@ -229,11 +232,11 @@ def test_active_run_blocks_connect_and_disconnect(sp_env: Any) -> None:
     import mlflow
 
     s = session()
-    s.connect(sp_env.workspaces[0].arm_id, experiment="active")
+    s.connect(ConnectRequest(sp_env.workspaces[0].arm_id, experiment="active"))
     run = mlflow.start_run()
     try:
         with pytest.raises(ActiveRunError, match="End it first"):
-            s.connect(sp_env.workspaces[1].arm_id)
+            s.connect(ConnectRequest(sp_env.workspaces[1].arm_id))
         with pytest.raises(ActiveRunError):
             s.disconnect()
     finally:
@@ -252,10 +255,10 @@ def test_platform_tracking_uri_is_not_clobbered(sp_env: Any, monkeypatch: pytest
     s = session()
     assert s.platform.preconfigured_tracking_uri == preset
     with pytest.raises(AlreadyConfigured, match="--force"):
-        s.connect(sp_env.workspaces[0].arm_id)
+        s.connect(ConnectRequest(sp_env.workspaces[0].arm_id))
     status = repr(s.status())
     assert preset in status and "platform" in status
-    conn = s.connect(sp_env.workspaces[0].arm_id, force=True, experiment="forced")
+    conn = s.connect(ConnectRequest(sp_env.workspaces[0].arm_id, force=True, experiment="forced"))
     assert conn.workspace.name == sp_env.workspaces[0].name
     s.disconnect()
     assert os.environ["MLFLOW_TRACKING_URI"] == preset
@@ -282,7 +285,7 @@ def test_device_code_connect_reports_the_user(sp_env: Any, monkeypatch: pytest.M
             shown.append(outcome)
 
     thread = answer_device_code(sb, "approve", sb.bob.username)
-    conn = session(auth=["device-code"]).connect(sb.workspaces[0].arm_id, experiment="device", renderer=Renderer())
+    conn = session(auth=["device-code"]).connect(ConnectRequest(sb.workspaces[0].arm_id, experiment="device"), renderer=Renderer())
     thread.join(10)
     assert conn.identity.name == sb.bob.username and conn.method == "device-code"
     assert shown[0].user_code == thread.result["code"] and shown[0].verification_uri.endswith("/devicelogin")
@@ -302,7 +305,7 @@ def test_failed_connect_changes_nothing(
     sb = sp_env
     ws = sb.workspaces[0]
     s = session(timeout=2)
-    s.connect(sb.workspaces[1].arm_id, experiment="before-failure")
+    s.connect(ConnectRequest(sb.workspaces[1].arm_id, experiment="before-failure"))
     mlflow.set_tracking_uri(f"file://{tmp_path}/mlruns")  # something the user set by hand, too
     before = mlflow_state()
     kwargs: dict[str, Any] = {"experiment": "after-failure"}
@@ -337,7 +340,7 @@ def test_failed_connect_changes_nothing(
     started = time.monotonic()
     try:
         with pytest.raises(expected) as err:
-            s.connect(reference, **kwargs)
+            s.connect(ConnectRequest(reference, **kwargs))
     finally:
         sb.clear_faults()
     elapsed = time.monotonic() - started
@@ -360,10 +363,12 @@ def test_bad_reference_fails_before_any_request(sp_env: Any) -> None:
     sb.clear_requests()
     with pytest.raises(WorkspaceReferenceError):
         session().connect(
-            "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w"
+            ConnectRequest(
+                "/subscriptions/not-a-guid/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/w"
+            )
         )
     with pytest.raises(WorkspaceReferenceError):
-        session().connect(subscription=sb.subscriptions[0].subscription_id, workspace="w-only")
+        session().connect(ConnectRequest(subscription=sb.subscriptions[0].subscription_id, workspace="w-only"))
     assert sb.requests == []
 
 
@@ -371,12 +376,12 @@ def test_unknown_cloud_lists_the_known_ones(sp_env: Any) -> None:
     from jupyter_amlflow.errors import CloudError
 
     with pytest.raises(CloudError) as err:
-        session().connect(sp_env.workspaces[0].arm_id, cloud="AzureMoon")
+        session().connect(ConnectRequest(sp_env.workspaces[0].arm_id, cloud="AzureMoon"))
     message = str(err.value)
     assert "AzureCloud" in message and "AzureChinaCloud" in message and "AzureUSGovernment" in message
 
 
 def test_cloud_names_are_case_insensitive(sp_env: Any) -> None:
-    conn = session().connect(sp_env.workspaces[0].arm_id, cloud=sp_env.cloud.lower(), experiment="case")
+    conn = session().connect(ConnectRequest(sp_env.workspaces[0].arm_id, cloud=sp_env.cloud.lower(), experiment="case"))
     assert conn.cloud.name == sp_env.cloud
     conn.disconnect()

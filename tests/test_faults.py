@@ -25,6 +25,7 @@ from helpers import backend_client, backend_runs, isolated_mlflow, mlflow_state
 from IPython.core.interactiveshell import InteractiveShell
 from kernels import LiveKernel
 
+from jupyter_amlflow.connect_request import ConnectRequest
 from jupyter_amlflow.connection import Session
 from jupyter_amlflow.errors import ConnectTimeout
 
@@ -227,7 +228,7 @@ def retried(sb: Any, row: Row, since: float) -> str:
 
 
 def connect(workspace: Any) -> Any:
-    return Session(timeout=TIMEOUT, auth=["env"]).connect(workspace.arm_id, experiment=EXPERIMENT)
+    return Session(timeout=TIMEOUT, auth=["env"]).connect(ConnectRequest(workspace.arm_id, experiment=EXPERIMENT))
 
 
 # -- the matrix -------------------------------------------------------------------------------------
@@ -259,7 +260,7 @@ def _connect_case(sb: Any, row: Row, ws: Any) -> str:
     sb.inject(row.endpoint, **FAULTS[row.fault])
     started = time.monotonic()
     if row.outcome == "retried":
-        conn = session.connect(ws.arm_id, experiment=experiment)
+        conn = session.connect(ConnectRequest(ws.arm_id, experiment=experiment))
         took = time.monotonic() - started
         sb.clear_faults()
         assert conn.workspace.name == ws.name and conn.experiment.name == experiment
@@ -269,7 +270,7 @@ def _connect_case(sb: Any, row: Row, ws: Any) -> str:
         assert mlflow_state() == before
         return f"{what}; connected in {took:.2f} s"
     with pytest.raises(ConnectTimeout) as err:
-        session.connect(ws.arm_id, experiment=experiment)
+        session.connect(ConnectRequest(ws.arm_id, experiment=experiment))
     took = time.monotonic() - started
     assert took <= TIMEOUT + 1, took
     assert mlflow_state() == before and session.connection is None
@@ -374,7 +375,7 @@ def test_tokens_expiring_during_a_long_run_lose_no_metric(user_env: Any) -> None
     sb = user_env
     ws = sb.workspaces[1]
     sb.token_lifetime = LIFETIME
-    conn = Session(timeout=10, auth=["env"]).connect(ws.arm_id, experiment="token-expiry")
+    conn = Session(timeout=10, auth=["env"]).connect(ConnectRequest(ws.arm_id, experiment="token-expiry"))
     # A token as the service principal's own client would hold it, to show the sandbox refuses it
     # once expired: a client that stopped refreshing would lose its metrics, and this test with it.
     principal = sb.service_principal
@@ -563,7 +564,7 @@ def test_interrupting_a_slow_experiment_lookup_restores_everything(user_env: Any
     session = Session(timeout=60, auth=["env"])
     # Connected to this workspace before: its credential stays live, so an abandoned lookup could
     # still create the experiment it was asked for.
-    session.connect(ws.arm_id, experiment=EXPERIMENT)
+    session.connect(ConnectRequest(ws.arm_id, experiment=EXPERIMENT))
     before = mlflow_state()
     since = time.time()
     fault = sb.inject("mlflow", stall=STALL)
@@ -579,7 +580,7 @@ def test_interrupting_a_slow_experiment_lookup_restores_everything(user_env: Any
     experiment = f"never-{uuid.uuid4().hex[:8]}"
     try:
         with pytest.raises(KeyboardInterrupt):
-            session.connect(ws.arm_id, experiment=experiment)
+            session.connect(ConnectRequest(ws.arm_id, experiment=experiment))
         took = time.monotonic() - sent[0]
     finally:
         settle_stall(sb, "mlflow", since)

@@ -19,7 +19,7 @@ import pytest
 from helpers import backend_client, isolated_mlflow
 from IPython.core.interactiveshell import InteractiveShell
 
-from jupyter_amlflow.compat import tracking_store
+from jupyter_amlflow.compat.internals import cached_store
 from jupyter_amlflow.runs.charts import VEGALITE
 from jupyter_amlflow.runs.live import LiveChart, Watching
 from jupyter_amlflow.runs.tap import METHODS, StoreTap
@@ -51,7 +51,7 @@ def test_every_way_of_logging_reaches_the_tap_once(connected: Any, sandbox: Any)
     from mlflow.entities import Metric
     from sklearn.linear_model import LinearRegression
 
-    store = tracking_store(connected.tracking_uri)
+    store = cached_store(connected.tracking_uri)
     before = {name: store.__dict__.get(name) for name in METHODS}
     seen: list[tuple[str, str, float, int]] = []
 
@@ -94,7 +94,7 @@ def test_a_listener_that_fails_never_breaks_logging(connected: Any, sandbox: Any
     def broken(run_id: str, metrics: Any) -> None:
         raise RuntimeError("a chart bug")
 
-    with StoreTap(tracking_store(connected.tracking_uri), broken), mlflow.start_run() as run:
+    with StoreTap(cached_store(connected.tracking_uri), broken), mlflow.start_run() as run:
         mlflow.log_metric("still", 1.0)
     held = backend_client(sandbox, sandbox.workspaces[0]).get_run(run.info.run_id).data.metrics
     assert held == {"still": 1.0}

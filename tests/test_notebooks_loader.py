@@ -1,4 +1,4 @@
-"""notebooks.py: Databricks source notebooks split into cells, the edge cases of the format."""
+"""databricks_notebooks.py: Databricks source notebooks split into cells, the edge cases of the format."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
-
-from jupyter_amlflow.notebooks import Cell, load_databricks_source, parse_databricks_source, to_notebook
+from databricks_notebooks import Cell, load_databricks_source, parse_databricks_source, to_notebook
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "databricks_quickstart.py"
 

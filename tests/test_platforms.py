@@ -19,13 +19,13 @@ from typing import Any
 
 import nbformat
 import pytest
+from databricks_notebooks import load_databricks_source, to_notebook
 from helpers import answer_device_code, backend_runs
 from kernels import errors_of, execute, html_of, notebook, outputs, text_of
 from platform_standins import FakeDbutils, FakeMssparkutils, read_log
 
 from jupyter_amlflow import auth
 from jupyter_amlflow.errors import SignInError
-from jupyter_amlflow.notebooks import load_databricks_source, to_notebook
 
 HERE = Path(__file__).resolve().parent
 EXAMPLES = HERE.parent / "examples"

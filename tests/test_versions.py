@@ -159,3 +159,58 @@ def test_advice_beside_a_platform_mlflow_keeps_it() -> None:
     )
     nothing = compat.Installed(None, {}, None)
     assert compat.verdict(nothing) == f"azureml-mlflow is not installed; install it: {compat.INSTALL_HINT}"
+
+
+# -- a private attribute of mlflow or the plugin gone: refused at connect, before anything changes --
+@pytest.mark.parametrize(
+    ("module", "holder", "name", "use"),
+    [
+        ("mlflow.tracking.fluent", None, "_active_experiment_id", "the experiment a connect sets without a second request"),
+        ("mlflow.tracking._model_registry.utils", None, "_registry_uri", "the registry URI a connect sets and a disconnect restores"),
+        (
+            "azureml.mlflow._internal.service_context_loader",
+            "_AzureMLServiceContextLoader",
+            "_tracking_uri_to_service_context",
+            "the plugin's credential for each tracking URI",
+        ),
+    ],
+)  # fmt: skip
+def test_a_missing_private_attribute_is_refused_with_the_versions_and_nothing_changes(
+    sandbox: Any, monkeypatch: pytest.MonkeyPatch, module: str, holder: str | None, name: str, use: str
+) -> None:
+    """Another mlflow or plugin without an attribute connect relies on: the version guard's message, no AttributeError."""
+    import importlib
+
+    from helpers import isolated_mlflow, mlflow_state
+
+    from jupyter_amlflow import ConnectRequest, Session
+    from jupyter_amlflow.compat import internals
+    from jupyter_amlflow.errors import IncompatibleVersions
+
+    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
+        monkeypatch.setenv(k, v)
+    owner = importlib.import_module(module)  # mlflow is imported: the guard runs before the snapshot
+    if holder is not None:
+        owner = getattr(owner, holder)
+    session = Session(timeout=20, auth=["env"])
+    plugin, mlflow_version = compat.installed_versions()
+    with isolated_mlflow():
+        before = mlflow_state()
+        contexts, clouds = dict(internals.service_contexts()), dict(internals.plugin_clouds())
+        sandbox.clear_requests()
+        with monkeypatch.context() as gone:
+            gone.delattr(owner, name)
+            with pytest.raises(IncompatibleVersions) as err:
+                session.connect(ConnectRequest(sandbox.workspaces[0].arm_id, experiment="never-created"))
+        assert str(err.value) == (
+            f"jupyter_amlflow cannot work with mlflow {mlflow_version} and azureml-mlflow {plugin}. "
+            f"{module}.{holder + '.' if holder else ''}{name} is missing ({use}); nothing was changed. "
+            f"Install a tested pair: {compat.INSTALL_HINT}."
+        )
+        # Nothing changed: mlflow's state and environment, the plugin's tables, no shim; and nothing was
+        # sent but the cloud's public metadata document (no sign-in, Resource Manager or MLflow request).
+        assert mlflow_state() == before
+        assert (internals.service_contexts(), internals.plugin_clouds()) == (contexts, clouds)
+        assert compat.active_shims() == []
+        assert session.connection is None
+        assert [r.endpoint for r in sandbox.requests if r.endpoint != "metadata"] == []

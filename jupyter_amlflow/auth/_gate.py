@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import threading
 
+from ..deadline import Cancelled  # the one "the caller gave up" exception, shared with connect's worker
+
 __all__ = ["Cancelled", "Gate"]
-
-
-class Cancelled(Exception):
-    """The caller gave up on this sign-in."""
 
 
 class Gate:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..auth import METHODS
 from ..clouds import METADATA_URL_ENV, cloud_name_from_env
-from ..connect_options import ConnectOptions
+from ..connect_request import ConnectRequest
 from ..platform import default_methods
 from ..userfiles import read_private, state_dir, write_private
 
@@ -125,7 +125,7 @@ class Preselection:
     experiment: str
 
 
-def preselect(session: Session, remembered: Choices, given: ConnectOptions) -> Preselection:
+def preselect(session: Session, remembered: Choices, given: ConnectRequest) -> Preselection:
     """What to show first, from ``given`` (checked already), the connection, ``remembered`` and the environment."""
     env_cloud = cloud_name_from_env(session.env)
     cloud_urls: dict[str, str | None] = {}

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import auth, tracking
+from ..connect_request import ConnectRequest
 from ..errors import AmlflowError
 from .choices import AUTO, Choices
 from .widgets import EXPERIMENT_HINT
@@ -139,18 +140,18 @@ class ConnectStep:
         def work(ticket: Ticket) -> Connection:
             with self._import_lock:
                 tracking.import_mlflow()
-            return session.connect(
+            request = ConnectRequest(
                 subscription=chosen.subscription_id,
                 resource_group=chosen.resource_group,
                 workspace=chosen.name,
                 cloud=cloud.name,
                 cloud_metadata_url=url,
                 tenant=tenant,
-                auth=methods,
+                methods=methods,
                 experiment=experiment,
                 force=ctx.start.force,
-                renderer=ctx.renderer(ticket),
             )
+            return session.connect(request, renderer=ctx.renderer(ticket))
 
         def done(conn: Connection) -> None:
             self._finished()

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from ..arm import SubscriptionInfo, WorkspaceInfo
     from ..auth import SignIn
     from ..clouds import Cloud
-    from ..connect_options import ConnectOptions
+    from ..connect_request import ConnectRequest
     from ..connection import Session
     from .choices import Choices, ChoiceStore
     from .jobs import Jobs, Ticket
@@ -58,7 +58,7 @@ class Context:
     """The session and the panel's parts, as every step sees them."""
 
     session: Session
-    start: ConnectOptions  # the options %amlflow connect was given
+    start: ConnectRequest  # the options %amlflow connect was given
     store: ChoiceStore
     ui: PanelWidgets
     jobs: Jobs

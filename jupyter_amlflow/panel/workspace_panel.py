@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from typing import TYPE_CHECKING, Any
 
-from ..connect_options import ConnectOptions
+from ..connect_request import ConnectRequest
 from . import commands
 from .choices import Choices, ChoiceStore, preselect
 from .connecting import ConnectStep
@@ -72,10 +72,10 @@ class WorkspacePanel:
     widget = _Shown()
 
     def __init__(
-        self, session: Session, *, store: ChoiceStore | None = None, start: ConnectOptions | None = None
+        self, session: Session, *, store: ChoiceStore | None = None, start: ConnectRequest | None = None
     ) -> None:
         self.session = session
-        self.start = start if start is not None else ConnectOptions()
+        self.start = start if start is not None else ConnectRequest()
         self.store = store if store is not None else ChoiceStore()
         remembered = self.store.load()
         first = preselect(session, remembered, self.start)

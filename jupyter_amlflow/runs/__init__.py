@@ -26,7 +26,7 @@ from .query import DEFAULT_LAST, WINDOW, QueryError
 from .table import RunsTable
 
 if TYPE_CHECKING:
-    from ..connection import Connection
+    from ..status import Connection
 
 __all__ = [
     "DEFAULT_LAST",

@@ -155,27 +155,38 @@ class LiveChart:
 
 
 class Watching:
-    """A live chart fed by a tap on the workspace's store: ``start``, then ``stop``, then ``final``."""
+    """A live chart fed by a tap on the workspace's store: ``start``, then ``stop``, then ``final``.
+
+    Without mlflow's store cache (``compat.internals.CACHED_STORE``, optional) there is nothing to
+    tap: the chart is drawn once, from the workspace, when the run ends.
+    """
 
     def __init__(self, tracking_uri: str, chart: LiveChart) -> None:
-        from ..compat import tracking_store
+        from ..compat import internals
         from .tap import StoreTap
 
         self.chart = chart
-        self.tap = StoreTap(tracking_store(tracking_uri), chart.take)
+        self.tap: StoreTap | None = None
+        if internals.available(internals.CACHED_STORE):
+            self.tap = StoreTap(internals.cached_store(tracking_uri), chart.take)
+        else:
+            chart.updates = False
 
     def start(self) -> Watching:
-        self.tap.install()
+        if self.tap is not None:
+            self.tap.install()
         try:
             self.chart.start()
         except BaseException:
-            self.tap.remove()
+            if self.tap is not None:
+                self.tap.remove()
             raise
         return self
 
     def stop(self) -> None:
         """Stop watching and redrawing (before the run ends: nothing more is logged to it)."""
-        self.tap.remove()
+        if self.tap is not None:
+            self.tap.remove()
         self.chart.stop()
 
     def final(self, client: Any) -> Chart | Message:

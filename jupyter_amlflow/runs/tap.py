@@ -1,6 +1,6 @@
 """Every metric value on its way into the workspace's tracking store, seen as it is logged.
 
-mlflow keeps one store per tracking URI (``compat.tracking_store``), and every way of logging
+mlflow keeps one store per tracking URI (``compat.internals.cached_store``), and every way of logging
 reaches that one object: ``mlflow.log_metric`` / ``log_metrics``, autolog (its queueing client
 calls ``MlflowClient.log_batch``) and ``MlflowClient`` itself. The values enter it through three
 methods:

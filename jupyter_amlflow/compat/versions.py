@@ -1,34 +1,24 @@
-"""The installed mlflow and azureml-mlflow: their versions, whether they fit, and the shims that make them.
+"""The installed mlflow and azureml-mlflow: their versions, whether they fit, what to install.
 
 One home for what we know about versions: the pairs tested here, the install commands we
-suggest, how a mixed mlflow install is recognised and repaired, and the shims for a plugin older
-than the mlflow it runs with. Reading versions imports neither mlflow nor the plugin (``%amlflow
-version`` stays cheap); the checks and shims run at connect, once mlflow is imported.
-
-Why shims at all. Platforms (Databricks, Synapse/Fabric, Azure ML images) ship their own mlflow,
-often newer than any azureml-mlflow release allows: 1.62.0.post6 declares ``mlflow-skinny<=3.15.0``,
-every release back to 1.60.0.post1 caps it lower, and installing the plugin the ordinary way
-replaces the platform's mlflow-skinny with an older one. azureml-mlflow 1.60.0 declares no cap, so
-pip, told to keep the installed mlflow (README, "Databricks and Synapse"), picks it; its code
-differs from 1.62.0.post6 for mlflow 3 in one place only, the artifact repository builder, which
-does not take the ``tracking_uri`` and ``registry_uri`` that mlflow >= 3.5 passes. The shim below
-supplies exactly that difference while connected.
+suggest, and how a mixed mlflow install is recognised and repaired. Reading versions imports
+neither mlflow nor the plugin (``%amlflow version`` stays cheap).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
-import inspect
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .display import KeyValues
-from .errors import IncompatibleVersions
-from .pasteable import is_inert
+from .. import __version__
+from ..display import KeyValues
+from ..pasteable import is_inert
+from .shims import active_shims
 
 PLUGIN = "azureml-mlflow"
 #: The distributions that install files into the one ``mlflow`` package folder (the full
@@ -53,7 +43,6 @@ TESTED: Mapping[tuple[str, str], str] = {
     ("1.62.0.post6", "3.17.2"): f"by hand, not in CI (the plugin installed with --no-deps): {_CALLS}",
 }
 
-_ARTIFACT_SHIM = "azureml artifact repository builder given tracking_uri and registry_uri"
 _VERSION_LINE = re.compile(r'^VERSION\s*=\s*["\']([^"\']+)["\']', re.MULTILINE)
 
 
@@ -195,8 +184,6 @@ def verdict(found: Installed) -> str:
 
 def report() -> KeyValues:
     """What ``%amlflow version`` shows: the versions, and whether they work together (imports nothing)."""
-    from . import __version__
-
     found = installed()
     dists = ", ".join(f"{name} {version}" for name, version in found.distributions.items())
     mlflow = f"{found.mlflow} ({dists})" if found.mlflow and dists else found.mlflow
@@ -214,143 +201,4 @@ def report() -> KeyValues:
 
 
 def _mlflow_imported() -> bool:
-    import sys
-
     return "mlflow" in sys.modules and "azureml.mlflow" in sys.modules
-
-
-def active_shims() -> list[str]:
-    """The shims in effect in this process now (mlflow imported): applied at connect, gone after disconnect."""
-    table = _artifact_registry()
-    builder = table.get("azureml") if table is not None else None
-    return [_ARTIFACT_SHIM] if getattr(builder, "_amlflow_shim", False) else []
-
-
-# -- checks and shims at connect ------------------------------------------------------------------
-def check_plugin_compatibility() -> None:
-    """Raise ``IncompatibleVersions`` when mlflow and the plugin cannot work here, even with our shims.
-
-    Refused: no plugin, a mixed mlflow install (files of two versions: nothing is known about
-    what works), and a plugin whose artifact builder refuses what mlflow passes when the shim
-    cannot reach mlflow's registry of builders.
-    """
-    found = installed()
-    if found.plugin is None:
-        raise IncompatibleVersions(
-            "The azureml-mlflow plugin is not installed",
-            "MLflow needs it to talk to Azure Machine Learning",
-            f"Run: {install_advice(found)}",
-        )
-    mixed = find_mixed(found)
-    if mixed is not None:
-        raise IncompatibleVersions(
-            "This mlflow install is mixed: files of more than one version share its folder",
-            f"{mixed.found[:1].upper()}{mixed.found[1:]}; no version's tests cover such a mix",
-            f"Run: {mixed.repair}",
-        )
-    missing = _artifact_arguments_refused()
-    if missing and _artifact_registry() is None:
-        raise IncompatibleVersions(
-            f"The azureml-mlflow plugin {found.plugin} does not work with mlflow {found.mlflow}",
-            f"This mlflow passes {', '.join(missing)} to the plugin's artifact repository, which does not "
-            "accept them, so logging artifacts would fail",
-            f"Run: {install_advice(found)}",
-        )
-
-
-@dataclass
-class AppliedShims:
-    """Shims applied at one connect, with what undoes each (disconnect, or a failed connect)."""
-
-    names: list[str] = field(default_factory=list)
-    undo: list[Callable[[], None]] = field(default_factory=list)
-
-    def undo_all(self) -> None:
-        """Undo in reverse order; safe to call twice."""
-        while self.undo:
-            self.undo.pop()()
-        self.names.clear()
-
-
-def apply_shims() -> AppliedShims:
-    """Apply every shim this mlflow and plugin need (mlflow imported); none is applied twice."""
-    applied = AppliedShims()
-    undo = _shim_artifact_builder()
-    if undo is not None:
-        applied.names.append(_ARTIFACT_SHIM)
-        applied.undo.append(undo)
-    return applied
-
-
-def _artifact_registry() -> dict[str, Any] | None:
-    """mlflow's table of artifact repository builders by URI scheme, if it has the shape we know."""
-    try:
-        from mlflow.store.artifact import artifact_repository_registry as module
-    except ImportError:
-        return None
-    table = getattr(getattr(module, "_artifact_repository_registry", None), "_registry", None)
-    return table if isinstance(table, dict) else None
-
-
-def _plugin_builder() -> Callable[..., Any]:
-    from azureml.mlflow import entry_point_loaders
-
-    return entry_point_loaders.azureml_artifacts_builder  # type: ignore[no-any-return]
-
-
-def _artifact_arguments_refused() -> list[str]:
-    """The keyword arguments mlflow passes to artifact builders that the plugin's builder refuses."""
-    from mlflow.store.artifact.artifact_repository_registry import ArtifactRepositoryRegistry
-
-    passes = set(inspect.signature(ArtifactRepositoryRegistry.get_artifact_repository).parameters)
-    accepts = inspect.signature(_plugin_builder()).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in accepts.values()):
-        return []
-    return sorted({"tracking_uri", "registry_uri"} & passes - set(accepts))
-
-
-def _shim_artifact_builder() -> Callable[[], None] | None:
-    """Wrap the plugin's ``azureml`` artifact builder so it takes what mlflow passes; returns the undo.
-
-    azureml-mlflow 1.62.0.post6 accepts ``tracking_uri`` and ``registry_uri`` and hands them to
-    mlflow's ``ArtifactRepository.__init__``, which stores them as attributes; 1.60.0's builder
-    accepts neither (``TypeError: azureml_artifacts_builder() got an unexpected keyword argument
-    'tracking_uri'``). The wrapper calls the old builder without them and sets the attributes
-    the newer plugin would have set.
-    """
-    refused = _artifact_arguments_refused()
-    table = _artifact_registry()
-    if not refused or table is None:
-        return None
-    original = table.get("azureml")
-    if original is None or getattr(original, "_amlflow_shim", False):
-        return None
-
-    def azureml_artifacts_builder(artifact_uri: str | None = None, **kwargs: Any) -> Any:
-        repository = original(artifact_uri, **{k: v for k, v in kwargs.items() if k not in refused})
-        for name in refused:
-            if getattr(repository, name, None) is None:
-                setattr(repository, name, kwargs.get(name))
-        return repository
-
-    azureml_artifacts_builder._amlflow_shim = True  # type: ignore[attr-defined]
-    table["azureml"] = azureml_artifacts_builder
-
-    def undo() -> None:
-        if table.get("azureml") is azureml_artifacts_builder:
-            table["azureml"] = original
-
-    return undo
-
-
-# -- mlflow internals the run views use ------------------------------------------------------------
-def tracking_store(tracking_uri: str) -> Any:
-    """The store mlflow keeps for ``tracking_uri``: every client of that URI logs through this object.
-
-    ``mlflow.tracking._tracking_service.utils._get_store`` is private; mlflow caches one store per
-    URI (``lru_cache``), so ``mlflow.log_metric``, autolog and ``MlflowClient`` all reach the same
-    instance, which is what the live chart watches.
-    """
-    from mlflow.tracking._tracking_service.utils import _get_store
-
-    return _get_store(tracking_uri)
