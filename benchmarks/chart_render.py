@@ -37,11 +37,7 @@ sys.path.insert(0, str(c.ROOT / "tests"))  # the browser tests' Jupyter server a
 POINTS = 5000
 RUNS = ("bench-a", "bench-b")
 TARGET = 3.0
-OURS_CELL = (
-    "import jupyter_amlflow.runs as views\n"
-    "views.compare_runs(get_ipython().magics_manager.registry['AmlflowMagics'].session.connection, "
-    f"{list(RUNS)!r})"
-)
+OURS_CELL = f"%amlflow compare {' '.join(RUNS)}"
 # True once the cell's output holds a freshly drawn chart with both lines: the time in the page.
 DRAWN = """([index, lines]) => {
   const cell = document.querySelectorAll('.jp-Notebook .jp-Cell')[index];

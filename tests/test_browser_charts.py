@@ -77,10 +77,8 @@ def test_charts_are_drawn_as_svg_with_a_line_per_run_and_axis_titles(
     write_notebook(
         root / "charts.ipynb",
         f"%load_ext jupyter_amlflow\n%amlflow connect {ws.arm_id} --experiment {experiment}",
-        "import jupyter_amlflow.runs as views\n"
-        "conn = get_ipython().magics_manager.registry['AmlflowMagics'].session.connection\n"
-        "views.metric_chart(conn, 'loss', runs=['baseline', 'ridge', 'lasso'])",
-        "views.compare_runs(conn, ['baseline', 'ridge'])",
+        "%amlflow chart loss --runs baseline ridge lasso",
+        "%amlflow compare baseline ridge",
         f"from IPython.display import display\ndisplay({json.dumps(both)}, raw=True)",
     )
     shots = Shots(f"charts-{app}")

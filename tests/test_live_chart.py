@@ -167,3 +167,57 @@ def test_where_outputs_cannot_be_replaced_only_the_final_chart_is_shown(connecte
     watching.final(mlflow.MlflowClient())
     assert len(shown.shown) == 1 and set(shown.shown[0]) == {"text/plain", "text/html"}
     assert "Run terminal: metrics, as the workspace holds them" in shown.shown[0]["text/plain"]
+
+
+LIVE_CELL = """%%amlflow run --live --name live-200
+import time
+import mlflow
+
+for step in range(200):
+    mlflow.log_metric("loss", 1 / (step + 1), step=step)
+    time.sleep(0.03)
+"""
+
+
+def test_a_live_cell_is_redrawn_while_it_runs_and_ends_with_all_200_values(
+    sandbox: Any, tmp_path: Any, secret_check: Any
+) -> None:
+    from kernels import LiveKernel
+
+    ws = sandbox.workspaces[0]
+    env = {**sandbox.env, **sandbox.service_principal, "MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
+    kernel = LiveKernel(env=env, cwd=tmp_path)
+    try:
+        connected = kernel.run(f"%load_ext jupyter_amlflow\n%amlflow connect {ws.arm_id} --experiment live-kernel")
+        assert connected["status"] == "ok", connected
+        msg_id = kernel.start(LIVE_CELL)
+        messages = []
+        while True:  # every message the cell published, in order, until the kernel is idle again
+            msg = kernel.client.get_iopub_msg(timeout=120)
+            if msg["parent_header"].get("msg_id") != msg_id:
+                continue
+            messages.append(msg)
+            if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+                break
+        reply = kernel.client.get_shell_msg(timeout=30)
+    finally:
+        kernel.close()
+    assert reply["content"]["status"] == "ok"
+    secret_check.scan([m["content"] for m in messages])
+    first = next(m for m in messages if m["msg_type"] == "display_data" and "display_id" in m["content"]["transient"])
+    chart_id = first["content"]["transient"]["display_id"]
+    assert "waiting for the first metric value" in first["content"]["data"]["text/plain"]
+    charts = [
+        m["content"]["data"][VEGALITE]
+        for m in messages
+        if m["msg_type"] == "update_display_data" and m["content"]["transient"]["display_id"] == chart_id
+    ]
+    counts = [len(c["data"]["values"]) for c in charts]
+    # Redrawn while the loop ran: updates with fewer than 200 values can only come from inside it.
+    assert len([n for n in counts if n < 200]) >= 3, counts
+    assert counts == sorted(counts), counts  # never fewer points than before
+    final = charts[-1]
+    assert final["title"]["text"] == "Run live-200: metrics, as the workspace holds them"
+    assert sorted((d["x"], d["value"]) for d in final["data"]["values"]) == [(float(s), 1 / (s + 1)) for s in range(200)]
+    summary = [m for m in messages if m["msg_type"] == "display_data" and "MLflow run live-200 FINISHED" in str(m["content"])]
+    assert summary, "the run's summary line was not shown"

@@ -1,11 +1,11 @@
-"""The run views against the sandbox: the run table, comparisons, metric charts and their data.
+"""``%amlflow runs``, ``compare`` and ``chart`` against the sandbox: the runs, values, order and links.
 
 A module fixture connects an in-process IPython shell with ``%amlflow connect`` and logs a small
 experiment with plain ``mlflow`` (params, final metrics, a loss history per run, a hostile run
-name, two runs sharing a name). Every test reads what a view shows (its rows, columns, links,
-chart documents, point counts, text and HTML forms) and checks it against what the workspace's
-backing mlflow server holds, read with a plain ``MlflowClient``. Order, filters and the number of
-requests are read from the sandbox's request log.
+name, two runs sharing a name). Every test runs the magics as a person types them and reads what
+they return (rows, columns, links, chart documents, point counts, text and HTML forms), checked
+against what the workspace's backing mlflow server holds, read with a plain ``MlflowClient``.
+Requests are read from the sandbox's request log.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from typing import Any
 
 import pytest
 from helpers import backend_client, isolated_mlflow
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from test_bad_input import one_clean_line, wild
 
-from jupyter_amlflow import runs as views
-from jupyter_amlflow.errors import NotFound
-from jupyter_amlflow.runs import charts, query
+from jupyter_amlflow.pasteable import magic_arg
+from jupyter_amlflow.runs import Chart, Comparison, RunsTable, charts, query
 from jupyter_amlflow.runs.charts import VEGALITE
 
 HOSTILE = "<img src=x onerror=alert(1)>{x}$y"
@@ -57,6 +60,7 @@ def v(sandbox: Any) -> Iterator[Views]:
         ip.run_line_magic("load_ext", "jupyter_amlflow")
         magics = ip.magics_manager.registry["AmlflowMagics"]
         magics.auth = ["env"]
+        magics.charts = "vega-lite"  # an in-process shell is no kernel: ask for what JupyterLab gets
         ws = sandbox.workspaces[0]
         experiment = f"views-{uuid.uuid4().hex[:8]}"
         try:
@@ -82,6 +86,10 @@ def _log_run(name: str, params: dict[str, str], metrics: dict[str, float]) -> st
     return str(run.info.run_id)
 
 
+def magic(v: Views, line: str) -> Any:
+    return v.shell.run_line_magic("amlflow", line)
+
+
 def searches(sb: Any) -> list[Any]:
     """The ``runs/search`` requests the sandbox received since it was cleared (its log holds no body)."""
     return [r for r in sb.requests if r.path.startswith("/mlflow/v2.0/") and r.path.endswith("/runs/search")]
@@ -90,7 +98,7 @@ def searches(sb: Any) -> list[Any]:
 # -- the run table -------------------------------------------------------------------------------
 def test_the_table_shows_the_latest_runs_newest_first_with_what_differs(v: Views) -> None:
     v.sb.clear_requests()
-    table = views.run_table(v.conn, last=4)
+    table = magic(v, "runs --last 4")
     backend = {r.info.run_id: r for r in backend_client(v.sb, v.ws).search_runs([v.conn.experiment.experiment_id])}
     assert [r.run_id for r in table.rows] == list(reversed(v.ids))[:4]
     # What differs among these four: loss and rmse, r2 (absent in three), alpha; never model or epochs.
@@ -117,59 +125,73 @@ def test_the_table_shows_the_latest_runs_newest_first_with_what_differs(v: Views
 
 def test_sorting_by_a_metric_happens_here_as_an_mlflow_server_would_sort(v: Views) -> None:
     v.sb.clear_requests()
-    table = views.run_table(v.conn, sort=["metrics.r2 DESC"], last=20)
+    table = magic(v, "runs --sort 'metrics.r2 DESC'")
     # The plain mlflow server behind the sandbox can order by metrics: the same order.
     plain = backend_client(v.sb, v.ws).search_runs([v.conn.experiment.experiment_id], order_by=["metrics.r2 DESC"])
     assert [r.run_id for r in table.rows] == [r.info.run_id for r in plain]
     assert table.metric_columns[0] == "r2"  # the sort column first
     assert "Sorted by metrics.r2 DESC in this notebook" in table.note and "among all 6 matching runs" in table.note
     assert [(r.status, r.fidelity) for r in searches(v.sb)] == [(200, "served")]  # one search, no metric order sent
-    ascending = views.run_table(v.conn, sort=["metrics.rmse"], last=3)
+    ascending = magic(v, "runs --sort metrics.rmse --last 3")
     assert [r.metrics["rmse"] for r in ascending.rows] == [0.30, 0.35, 0.40]
 
 
 def test_a_sort_sees_the_latest_window_of_runs_and_says_more_exist(v: Views, monkeypatch: pytest.MonkeyPatch) -> None:
     # The window is 1,000 runs; five stand for it here (logging 1,001 runs would take minutes).
     monkeypatch.setattr(query, "WINDOW", 5)
-    table = views.run_table(v.conn, sort=["metrics.rmse"], last=3)
+    table = magic(v, "runs --sort metrics.rmse --last 3")
     # The oldest run (ridge-a) is outside the latest five, so the best rmse among them is ridge-b's.
     assert [r.name for r in table.rows] == ["ridge-b", "ridge-c", "twin"]
     assert "among the latest 5 matching runs; more runs match: narrow --filter to include them" in table.note
 
 
 def test_a_filter_is_sent_and_what_azure_refuses_is_refused_here_with_the_way_round(v: Views) -> None:
-    table = views.run_table(v.conn, filter_string="metrics.rmse < 0.38")
+    table = magic(v, 'runs --filter "metrics.rmse < 0.38"')
     assert sorted(r.name for r in table.rows) == ["ridge-b", "ridge-c"]
     v.sb.clear_requests()
-    with pytest.raises(views.QueryError) as refused:
-        views.run_table(v.conn, filter_string="metrics.rmse < 0.3 OR metrics.r2 > 0.7")
-    assert "Azure ML does not support OR in run filters" in str(refused.value)
+    with pytest.raises(UsageError) as refused:
+        magic(v, 'runs --filter "metrics.rmse < 0.3 OR metrics.r2 > 0.7"')
+    assert str(refused.value).startswith("Azure ML cannot run this query. Azure ML does not support OR in run filters")
     assert searches(v.sb) == []  # refused before sending
-    with pytest.raises(views.QueryError) as bad:
-        views.run_table(v.conn, filter_string="metrics.rmse <<< 1")
+    with pytest.raises(UsageError) as bad:
+        magic(v, 'runs --filter "metrics.rmse <<< 1"')
     assert str(bad.value).startswith("The workspace refused the run filter 'metrics.rmse <<< 1'.")
-    with pytest.raises(views.QueryError, match="--last 0 is out of range"):
-        views.run_table(v.conn, last=0)
-    with pytest.raises(views.QueryError, match="is not a sort mlflow understands"):
-        views.run_table(v.conn, sort=["metrics.rmse SIDEWAYS"])
+    assert str(bad.value).endswith("e.g. --filter \"metrics.rmse < 0.3 and params.model = 'ridge'\".")
 
 
-def test_another_experiment_by_name_and_one_that_does_not_exist(v: Views) -> None:
-    import mlflow
+BAD_LINES = {
+    "runs --last 0": "--last 0 is out of range. A query shows 1 to 1,000 runs. For example: %amlflow runs --last 20.",
+    "runs --last many": "%amlflow runs: argument --last/-n: invalid int value: 'many'. See: %amlflow help runs",
+    "runs --sort 'metrics.rmse SIDEWAYS'": "--sort 'metrics.rmse SIDEWAYS' is not a sort mlflow understands.",
+    "compare ridge-a": "%amlflow compare takes 2 to 10 runs, not 1. For example: %amlflow compare baseline ridge.",
+    "compare": "%amlflow compare: the following arguments are required: RUN. See: %amlflow help compare",
+    "chart": "%amlflow chart: the following arguments are required: metric. See: %amlflow help chart",
+    "chart loss --runs a b c d e f g h i j k": "A chart draws at most 10 runs, not 11. Name fewer runs with --runs.",
+}
 
-    other = f"{v.experiment}-other"
-    with mlflow.start_run(experiment_id=mlflow.MlflowClient().create_experiment(other), run_name="elsewhere") as run:
-        mlflow.log_metric("rmse", 0.1)
-    table = views.run_table(v.conn, experiment=other)
-    assert table.experiment == other and [r.run_id for r in table.rows] == [run.info.run_id]
-    assert table.metric_columns == ["rmse"]  # one run: everything it logged
-    with pytest.raises(NotFound, match="There is no experiment 'no-such-experiment'"):
-        views.run_table(v.conn, experiment="no-such-experiment")
+
+@pytest.mark.parametrize("line", list(BAD_LINES))
+def test_bad_input_is_one_line_and_sends_nothing(v: Views, line: str) -> None:
+    v.sb.clear_requests()
+    with pytest.raises(UsageError) as err:
+        magic(v, line)
+    assert str(err.value).startswith(BAD_LINES[line]) and "\n" not in str(err.value)
+    assert v.sb.requests == []
+
+
+def test_the_views_need_a_connection(v: Views) -> None:
+    magic(v, "disconnect")
+    try:
+        for line in ("runs", "compare a b", "chart loss"):
+            with pytest.raises(UsageError, match=r"^Not connected to a workspace\. Run %amlflow connect first"):
+                magic(v, line)
+    finally:
+        v.conn = magic(v, f"connect {v.ws.arm_id} --experiment {v.experiment}")
 
 
 # -- comparisons ---------------------------------------------------------------------------------
 def test_compare_by_name_and_id_side_by_side_with_differences_and_one_chart(v: Views) -> None:
-    cmp = views.compare_runs(v.conn, ["ridge-a", v.ids[1]], renders="vega-lite")
+    cmp = magic(v, f"compare ridge-a {v.ids[1]}")
     assert [r.run_id for r in cmp.runs] == v.ids[:2] and list(cmp.labels) == ["ridge-a", "ridge-b"]
     params = {d.key: (d.values, d.differs) for d in cmp.params}
     assert params == {"alpha": (("0.1", "0.5"), True), "model": (("ridge", "ridge"), False)}
@@ -197,23 +219,21 @@ def test_compare_by_name_and_id_side_by_side_with_differences_and_one_chart(v: V
 
 
 def test_a_name_several_runs_share_is_refused_with_the_candidates(v: Views) -> None:
-    with pytest.raises(views.QueryError) as err:
-        views.compare_runs(v.conn, ["twin", "ridge-a"])
+    with pytest.raises(UsageError) as err:
+        magic(v, "compare twin ridge-a")
     message = str(err.value)
     assert message.startswith(f"2 runs of experiment '{v.experiment}' are named 'twin'.")
     assert v.ids[3] in message and v.ids[4] in message
     assert f"Name them by id instead, e.g. %amlflow compare {v.ids[4]} {v.ids[3]}." in message
-    with pytest.raises(views.QueryError, match="No run 'nothing-like-this' in experiment"):
-        views.compare_runs(v.conn, ["nothing-like-this", "ridge-a"])
-    with pytest.raises(views.QueryError, match="are the same run"):
-        views.compare_runs(v.conn, ["ridge-a", v.ids[0]])
-    with pytest.raises(views.QueryError, match="takes 2 to 10 runs, not 1"):
-        views.compare_runs(v.conn, ["ridge-a"])
+    with pytest.raises(UsageError, match="No run 'nothing-like-this' in experiment"):
+        magic(v, "compare nothing-like-this ridge-a")
+    with pytest.raises(UsageError, match="are the same run"):
+        magic(v, f"compare ridge-a {v.ids[0]}")
 
 
 # -- charts --------------------------------------------------------------------------------------
 def test_a_metric_chart_is_a_vega_lite_document_drawn_as_svg(v: Views) -> None:
-    chart = views.metric_chart(v.conn, "loss", runs=["ridge-a", "ridge-b", v.ids[5]], renders="vega-lite")
+    chart = magic(v, f"chart loss --runs ridge-a ridge-b {v.ids[5]}")
     data, metadata = chart._repr_mimebundle_()
     assert set(data) == {VEGALITE, "text/plain"} and metadata == {VEGALITE: {"embed_options": {"renderer": "svg"}}}
     spec = data[VEGALITE]
@@ -231,16 +251,20 @@ def test_a_metric_chart_is_a_vega_lite_document_drawn_as_svg(v: Views) -> None:
     # The fallbacks: text names the run as it is; HTML escapes it.
     assert HOSTILE in data["text/plain"] and "20" in data["text/plain"]
     assert html.escape(HOSTILE) in chart.html() and HOSTILE not in chart.html()
-    html_bundle, html_meta = views.metric_chart(v.conn, "loss", runs=["ridge-a", "ridge-b"], renders="html")._repr_mimebundle_()
+    v.shell.run_line_magic("config", "AmlflowMagics.charts = 'html'")  # a front end without Vega-Lite
+    try:
+        html_bundle, html_meta = magic(v, "chart loss --runs ridge-a ridge-b")._repr_mimebundle_()
+    finally:
+        v.shell.run_line_magic("config", "AmlflowMagics.charts = 'vega-lite'")
     assert set(html_bundle) == {"text/html", "text/plain"} and html_meta == {}
 
 
 def test_without_runs_named_a_chart_draws_the_latest_that_logged_the_metric(v: Views) -> None:
-    chart = views.metric_chart(v.conn, "r2")
+    chart = magic(v, "chart r2")
     assert chart.points() == {"r2": {"ridge-c": 1, "ridge-b": 1, "ridge-a": 1}}
     assert "The 3 latest runs of experiment" in chart.text()
-    with pytest.raises(views.QueryError, match=r"No run of experiment .* logged 'accuracy'"):
-        views.metric_chart(v.conn, "accuracy")
+    with pytest.raises(UsageError, match=r"No run of experiment .* logged 'accuracy'"):
+        magic(v, "chart accuracy")
 
 
 def test_lines_longer_than_5000_points_are_downsampled_and_the_chart_says_so(v: Views) -> None:
@@ -255,7 +279,7 @@ def test_lines_longer_than_5000_points_are_downsampled_and_the_chart_says_so(v: 
     with mlflow.start_run(run_name="exact") as exact_run:
         client.log_batch(exact_run.info.run_id, metrics=[Metric("curve", 1.0 / (s + 1), 1, s) for s in range(1000)])
         client.log_batch(exact_run.info.run_id, metrics=[Metric("curve", 1.0 / (s + 1), 1, s) for s in range(1000, 5000)])
-    chart = views.metric_chart(v.conn, "curve", runs=["long", "exact"], renders="vega-lite")
+    chart = magic(v, "chart curve --runs long exact")
     assert chart.points() == {"curve": {"long": charts.MAX_POINTS, "exact": 5000}}
     spec = chart.spec()
     long_points = [(d["x"], d["value"]) for d in spec["data"]["values"] if d["run"] == "long"]
@@ -270,7 +294,52 @@ def test_lines_longer_than_5000_points_are_downsampled_and_the_chart_says_so(v: 
 
 
 def test_charts_put_no_secret_in_any_form(v: Views, secret_check: Any) -> None:
-    chart = views.metric_chart(v.conn, "loss", runs=["ridge-a", "ridge-b"], renders="vega-lite")
-    cmp = views.compare_runs(v.conn, ["ridge-a", "ridge-b"])
-    for text in (json.dumps(chart.spec()), chart.text(), chart.html(), cmp.text(), cmp.html(), repr(views.run_table(v.conn))):
+    chart = magic(v, "chart loss --runs ridge-a ridge-b")
+    cmp = magic(v, "compare ridge-a ridge-b")
+    for text in (json.dumps(chart.spec()), chart.text(), chart.html(), cmp.text(), cmp.html(), repr(magic(v, "runs"))):
         assert secret_check.find_in(text) == []
+
+
+WILD = settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+)
+
+
+def view_or_one_clean_line(v: Views, line: str, shown: type) -> None:
+    """The line gives its view, or fails with one clean line (never a traceback or another exception)."""
+    try:
+        result = magic(v, line)
+    except UsageError as err:
+        assert type(err) is UsageError  # a subclass would make IPython print a traceback
+        one_clean_line(str(err))
+        return
+    assert isinstance(result, shown)
+    for text in (repr(result), result._repr_html_() if hasattr(result, "_repr_html_") else ""):
+        assert "Traceback" not in text
+
+
+# What a magic line can carry: the wild values without control characters (no line holds them).
+typeable = wild.map(lambda text: "".join(ch for ch in text if ch.isprintable() or ch == " "))
+
+
+def inert(value: str) -> str:
+    """``value`` written so that the magic line gives it back exactly (``pasteable.magic_arg``)."""
+    return magic_arg(value)
+
+
+@WILD
+@given(option=st.sampled_from(["--filter", "--sort", "--experiment", "--last"]), value=typeable)
+def test_any_value_of_a_runs_option_gives_the_table_or_one_clean_line(v: Views, option: str, value: str) -> None:
+    view_or_one_clean_line(v, f"runs {option} {inert(value)}", RunsTable)
+
+
+@WILD
+@given(first=st.one_of(st.just("ridge-a"), typeable), second=typeable)
+def test_any_run_reference_gives_a_comparison_or_one_clean_line(v: Views, first: str, second: str) -> None:
+    view_or_one_clean_line(v, f"compare {inert(first)} {inert(second)}", Comparison)
+
+
+@WILD
+@given(metric=typeable, run=st.one_of(st.just("ridge-a"), typeable))
+def test_any_metric_or_run_gives_a_chart_or_one_clean_line(v: Views, metric: str, run: str) -> None:
+    view_or_one_clean_line(v, f"chart {inert(metric)} --runs {inert(run)} ridge-b", Chart)

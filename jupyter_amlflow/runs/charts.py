@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from ..display import Table
 from .downsample import lttb
+from .table import printable
 
 VEGALITE = "application/vnd.vegalite.v5+json"
 SCHEMA = "https://vega.github.io/schema/vega-lite/v5.json"
@@ -121,11 +122,14 @@ def make_panel(metric: str, runs: Sequence[RunValues], limit: int = MAX_POINTS) 
 
 
 def run_labels(runs: Sequence[tuple[str, str | None]]) -> dict[str, str]:
-    """A label per run id: its name, with the start of its id where names repeat (or it has none)."""
-    names = [name or "" for _, name in runs]
+    """A label per run id: its name, with the start of its id where names repeat (or it has none).
+
+    Labels are printable (``table.printable``): they go into text summaries as well as the chart.
+    """
+    names = [printable(name or "") for _, name in runs]
     labels = {}
     for (run_id, _), name in zip(runs, names, strict=True):
-        labels[run_id] = name if name and names.count(name) == 1 else f"{name or 'run'} ({run_id[:8]})"
+        labels[run_id] = name if name and names.count(name) == 1 else f"{name or 'run'} ({printable(run_id[:8])})"
     return labels
 
 
@@ -159,7 +163,7 @@ class Chart:
     def all_notes(self) -> list[str]:
         notes = list(self.notes)
         for p in self.panels:
-            prefix = f"{p.metric}: " if len(self.panels) > 1 else ""
+            prefix = f"{printable(p.metric)}: " if len(self.panels) > 1 else ""
             notes += [prefix + n for n in p.notes()]
         return notes
 
@@ -209,7 +213,7 @@ class Chart:
         """One summary table per panel (the text and HTML forms)."""
         return [
             Table(
-                f"{p.metric} (x: {p.x_title})",
+                f"{printable(p.metric)} (x: {p.x_title})",
                 ["Run", "Run id", "Points", "First", "Last", "Min", "Max"],
                 [_summary_row(line) for line in p.lines],
             )
@@ -217,7 +221,7 @@ class Chart:
         ]
 
     def text(self) -> str:
-        parts = [f"{self.title} (a chart; its values in brief)"]
+        parts = [f"{printable(self.title)} (a chart; its values in brief)"]
         parts += [repr(t) for t in self.tables()]
         parts += self.all_notes()
         return "\n".join(parts)

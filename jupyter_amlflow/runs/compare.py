@@ -19,7 +19,7 @@ from ..pasteable import magic_arg
 from .charts import MAX_RUNS, Chart, Renders, run_labels
 from .history import chart_of_runs
 from .query import NEWEST_FIRST, RUN_ID, WINDOW, QueryError
-from .table import RunRow, format_duration, format_number, format_time
+from .table import RunRow, format_duration, format_number, format_time, printable
 
 #: Metrics charted at most (every run logged them); the rest are named in a note.
 MAX_PANELS = 12
@@ -87,18 +87,23 @@ def _by_name(window: Sequence[Any], name: str, experiment: str) -> Any:
             f"no run id, and no run name {more}matches it",
             "See the runs with %amlflow runs (or --experiment NAME for another experiment)",
         )
-    listed = "; ".join(
-        f"{r.info.run_id} (started {format_time(r.info.start_time) or 'unknown'}, {r.info.status})"
-        for r in named[:_CANDIDATES]
-    )
+    listed = "; ".join(_candidate(r) for r in named[:_CANDIDATES])
     if len(named) > _CANDIDATES:
         listed += f"; and {len(named) - _CANDIDATES} more"
-    example = " ".join(magic_arg(r.info.run_id) for r in named[:2])
+    try:
+        example = " ".join(magic_arg(r.info.run_id) for r in named[:2])
+    except ValueError:  # an id no magic line can carry (a control character): no command to paste
+        example = "RUN_ID RUN_ID"
     raise QueryError(
         f"{len(named)} runs of experiment {experiment!r} are named {shown!r}",
         f"which one is meant is not clear: {listed}",
         f"Name them by id instead, e.g. %amlflow compare {example}",
     )
+
+
+def _candidate(run: Any) -> str:
+    started = format_time(run.info.start_time) or "unknown"
+    return f"{printable(run.info.run_id)} (started {started}, {printable(run.info.status)})"
 
 
 @dataclass(frozen=True)
@@ -145,7 +150,7 @@ class Comparison:
                 rows.append([heading, *([""] * len(self.labels))])
             for d in items:
                 flag = "* " if mark and d.differs else "  "
-                rows.append([flag + d.key, *(v if v is not None else "—" for v in d.values)])
+                rows.append([flag + printable(d.key), *(printable(v) if v is not None else "—" for v in d.values)])
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [self.title]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]

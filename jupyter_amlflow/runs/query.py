@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import AmlflowError, NotFound
+from .table import printable
 
 #: The most runs one query reads, and so the most a client-side sort sees.
 WINDOW = 1000
@@ -165,6 +166,7 @@ def _search(client: Any, experiment_id: str, filter_string: str, max_results: in
 
 
 def _first_line(exc: BaseException) -> str:
+    """The first line of an error (the server's words: it may echo what was sent), printable."""
     text = str(getattr(exc, "message", None) or exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
-    return line[:300]
+    return printable(line[:300])

@@ -18,6 +18,15 @@ from ..display import Cell, Link, Table
 MAX_VALUE_COLUMNS = 16
 
 
+def printable(text: str) -> str:
+    """Text from a server as one clean line: control and formatting characters written as escapes.
+
+    A run name or an error message may hold a newline, an ANSI escape sequence or a bidi override;
+    in a text table, a terminal or an error line those would break the layout or hide what follows.
+    """
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
+
+
 @dataclass(frozen=True)
 class RunRow:
     """One run as the table shows it (values as logged; formatting happens in ``table``)."""
@@ -97,13 +106,13 @@ class RunsTable:
         for r in self.rows:
             out.append(
                 [
-                    r.name or None,
-                    r.status,
+                    printable(r.name) or None,
+                    printable(r.status),
                     format_time(r.start_ms),
                     format_duration(r.start_ms, r.end_ms, r.status),
                     *(format_number(r.metrics.get(m)) for m in self.metric_columns),
-                    *(r.params.get(p) for p in self.param_columns),
-                    r.run_id,
+                    *(_maybe(r.params.get(p)) for p in self.param_columns),
+                    printable(r.run_id),
                     Link("open", r.url) if r.url else None,
                 ]
             )
@@ -111,14 +120,19 @@ class RunsTable:
 
     def table(self) -> Table:
         count = len(self.rows)
-        title = f"{count} run{'s' if count != 1 else ''} of experiment {self.experiment}"
-        return Table(title, self.columns, self.cells(), self.note)
+        title = f"{count} run{'s' if count != 1 else ''} of experiment {printable(self.experiment)}"
+        columns = [printable(c) for c in self.columns]
+        return Table(title, columns, self.cells(), self.note)
 
     def __repr__(self) -> str:
         return repr(self.table())
 
     def _repr_html_(self) -> str:
         return self.table()._repr_html_()
+
+
+def _maybe(value: str | None) -> str | None:
+    return None if value is None else printable(value)
 
 
 def _varying(values: Sequence[dict[str, Any]], always: set[str]) -> list[str]:
