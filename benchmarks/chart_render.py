@@ -15,8 +15,8 @@ Each time is from the key press to both lines being in the page's SVG (polled ev
 frame in the page). The figure is ours' median; the baseline's is printed beside it, and so is
 how long the sandbox took to answer each ``get-history`` read (its mlflow server reading 5,000
 rows, concurrently for the two runs): the difference between the two paths is mostly that.
-Target: <= 3 s on this 2-core machine (the issue sets none; three seconds from the key press to
-a chart of 10,000 points).
+Target: <= 2 s on this 2-core machine (the issue sets none: two seconds from the key press to a
+chart of 10,000 points; at a load average of 5 from other work it took 2.8 s).
 
     python benchmarks/chart_render.py [--rounds N]
 """
@@ -36,7 +36,7 @@ sys.path.insert(0, str(c.ROOT / "tests"))  # the browser tests' Jupyter server a
 
 POINTS = 5000
 RUNS = ("bench-a", "bench-b")
-TARGET = 3.0
+TARGET = 2.0
 OURS_CELL = f"%amlflow compare {' '.join(RUNS)}"
 # True once the cell's output holds a freshly drawn chart with both lines: the time in the page.
 DRAWN = """([index, lines]) => {
