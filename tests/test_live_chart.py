@@ -16,8 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import backend_client, isolated_mlflow
-from IPython.core.interactiveshell import InteractiveShell
+from helpers import backend_client, sp_shell
 
 from jupyter_amlflow.compat.internals import cached_store
 from jupyter_amlflow.runs.charts import VEGALITE
@@ -28,21 +27,9 @@ from jupyter_amlflow.runs.tap import METHODS, StoreTap
 @pytest.fixture
 def connected(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """``%amlflow connect`` in an in-process shell; yields the connection."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "jupyter_amlflow")
-    magics = ip.magics_manager.registry["AmlflowMagics"]
-    magics.auth = ["env"]
-    with isolated_mlflow():
-        try:
-            ws = sandbox.workspaces[0]
-            ip.run_line_magic("amlflow", f"connect {ws.arm_id} --experiment live-{uuid.uuid4().hex[:8]}")
-            yield magics.session.connection
-        finally:
-            if magics.session.connection is not None:
-                magics.session.disconnect()
-            ip.run_line_magic("unload_ext", "jupyter_amlflow")
+    with sp_shell(sandbox, monkeypatch.setenv) as ip:
+        experiment = f"live-{uuid.uuid4().hex[:8]}"
+        yield ip.run_line_magic("amlflow", f"connect {sandbox.workspaces[0].arm_id} --experiment {experiment}")
 
 
 def test_every_way_of_logging_reaches_the_tap_once(connected: Any, sandbox: Any) -> None:

@@ -13,8 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import isolated_mlflow
-from IPython.core.interactiveshell import InteractiveShell
+from helpers import sp_shell
 from test_panel import wait_until
 
 HOSTILE = "<script>alert('run')</script>"
@@ -22,20 +21,9 @@ HOSTILE = "<script>alert('run')</script>"
 
 @pytest.fixture
 def shell(sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> Iterator[Any]:
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
     monkeypatch.setenv("HOME", str(tmp_path))  # the panel remembers choices under ~/.jupyter_amlflow
-    ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "jupyter_amlflow")
-    ip.magics_manager.registry["AmlflowMagics"].auth = ["env"]
-    with isolated_mlflow():
-        try:
-            yield ip
-        finally:
-            magics = ip.magics_manager.registry["AmlflowMagics"]
-            if magics.session.connection is not None:
-                magics.session.disconnect()
-            ip.run_line_magic("unload_ext", "jupyter_amlflow")
+    with sp_shell(sandbox, monkeypatch.setenv) as ip:
+        yield ip
 
 
 def state(panel: Any) -> str:

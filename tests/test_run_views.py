@@ -18,11 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from helpers import backend_client, isolated_mlflow
+from helpers import backend_client, sp_shell
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from test_bad_input import one_clean_line, wild
 
 from jupyter_amlflow.pasteable import magic_arg
@@ -53,24 +52,13 @@ class Views:
 
 @pytest.fixture(scope="module")
 def v(sandbox: Any) -> Iterator[Views]:
-    with pytest.MonkeyPatch.context() as mp, isolated_mlflow():
-        for k, val in {**sandbox.env, **sandbox.service_principal}.items():
-            mp.setenv(k, val)
-        ip = InteractiveShell.instance()
-        ip.run_line_magic("load_ext", "jupyter_amlflow")
-        magics = ip.magics_manager.registry["AmlflowMagics"]
-        magics.auth = ["env"]
-        magics.charts = "vega-lite"  # an in-process shell is no kernel: ask for what JupyterLab gets
+    with pytest.MonkeyPatch.context() as mp, sp_shell(sandbox, mp.setenv) as ip:
+        ip.magics_manager.registry["AmlflowMagics"].charts = "vega-lite"  # what a kernel (JupyterLab) gets
         ws = sandbox.workspaces[0]
         experiment = f"views-{uuid.uuid4().hex[:8]}"
-        try:
-            ip.run_line_magic("amlflow", f"connect {ws.arm_id} --experiment {experiment}")
-            ids = [_log_run(*run) for run in RUNS]
-            yield Views(ip, magics.session.connection, sandbox, ws, experiment, ids)
-        finally:
-            if magics.session.connection is not None:
-                magics.session.disconnect()
-            ip.run_line_magic("unload_ext", "jupyter_amlflow")
+        conn = ip.run_line_magic("amlflow", f"connect {ws.arm_id} --experiment {experiment}")
+        ids = [_log_run(*run) for run in RUNS]
+        yield Views(ip, conn, sandbox, ws, experiment, ids)
 
 
 def _log_run(name: str, params: dict[str, str], metrics: dict[str, float]) -> str:
