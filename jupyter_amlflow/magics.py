@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -24,6 +24,9 @@ from .connection import Session
 from .display import KeyValues, Link, Message, Table
 from .errors import AmlflowError
 from .references import find_config
+
+if TYPE_CHECKING:
+    from .runs.charts import Renders
 
 __all__ = ["COMMANDS", "AmlflowMagics", "load", "unload"]
 
@@ -240,12 +243,14 @@ class AmlflowMagics(Magics):
         return Watching(tracking_uri, chart).start()
 
     # -- the run views ---------------------------------------------------------------------------
-    def _renders(self) -> Any:
+    def _renders(self) -> Renders:
         """What a chart's output carries besides text (``%config AmlflowMagics.charts``)."""
         from .runs import renders_for
 
-        if self.charts != "auto":
-            return self.charts
+        if self.charts == "vega-lite":
+            return "vega-lite"
+        if self.charts == "html":
+            return "html"
         return renders_for(kernel=self._widgets_render(), platform=self.session.platform.name)
 
     def _do_runs(self, args: argparse.Namespace) -> Any:

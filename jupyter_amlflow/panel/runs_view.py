@@ -16,15 +16,12 @@ from typing import TYPE_CHECKING
 import ipywidgets as widgets
 
 from ..errors import AmlflowError, NotConnected
+from ..runs import DEFAULT_LAST
 
 if TYPE_CHECKING:
     from ..runs import RunsTable
     from .context import Context
     from .jobs import Ticket
-
-#: Runs the view shows (the newest first), as ``%amlflow runs`` does by default.
-RUNS_SHOWN = 20
-
 
 @dataclass
 class RunsWidgets:
@@ -78,7 +75,7 @@ class RunsView:
 
         def work(_: Ticket) -> RunsTable | AmlflowError:
             try:
-                return runs.run_table(conn, last=RUNS_SHOWN)
+                return runs.run_table(conn, last=DEFAULT_LAST)  # as %amlflow runs shows them
             except AmlflowError as exc:  # shown in the view: the status line keeps saying what is connected
                 return exc
 
