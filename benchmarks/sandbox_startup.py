@@ -26,7 +26,7 @@ from pathlib import Path
 
 import _common as c
 
-from jupyter_amlflow.sandbox._backends import free_port
+from jupyter_amlflow.sandbox import free_port
 
 
 def plain_server_start(env: dict[str, str]) -> float:

@@ -36,7 +36,6 @@ import functools
 import json
 import logging
 import os
-import stat
 import sys
 import threading
 import time
@@ -49,6 +48,7 @@ from typing import Any
 from .batch_sender import Batch, BatchSender, Ledger, Problem, describe
 from .compat import internals
 from .errors import AmlflowError
+from .userfiles import create_private
 
 log = logging.getLogger("jupyter_amlflow.async_logging")
 
@@ -410,14 +410,7 @@ def unsent_directory() -> Path:
 
 
 def save_unsent(runs: dict[str, Batch]) -> Path:
-    """Write the values to a new owner-only file (never through a symlink); returns its path."""
-    directory = unsent_directory()
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    for path in (directory.parent, directory):
-        info = os.lstat(path)
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode) or uid not in (None, info.st_uid):
-            raise OSError(f"{path} is not a directory of this user")
+    """Write the values to a new owner-only file (``userfiles.create_private``); returns its path."""
     data = {
         "format": "jupyter_amlflow unsent values 1",
         "tracking_uri": _current_tracking_uri(),
@@ -432,18 +425,8 @@ def save_unsent(runs: dict[str, Batch]) -> Path:
             for run_id, b in runs.items()
         },
     }
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
     stem = f"unsent-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-    for n in range(1000):
-        path = directory / (f"{stem}.json" if n == 0 else f"{stem}-{n}.json")
-        try:
-            fd = os.open(path, flags, 0o600)
-        except FileExistsError:
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            json.dump(data, out)
-        return path
-    raise FileExistsError(f"no free file name for {stem}.json in {directory}")
+    return create_private(unsent_directory(), stem, json.dumps(data))
 
 
 def _current_tracking_uri() -> str | None:

@@ -1,7 +1,7 @@
 """While connected, make MLflow 3 do what Azure ML serves, and say no early to what it refuses.
 
 Azure ML's MLflow endpoint is not an open-source mlflow server (see the README's compatibility
-section and ``sandbox/_fidelity.py`` for the evidence). With mlflow 3 that breaks, for every user:
+section and ``sandbox/fidelity.py`` for the evidence). With mlflow 3 that breaks, for every user:
 
 * ``mlflow.<flavor>.log_model`` and every autolog that logs a model: they start with the
   logged-model API, which Azure answers with a 404 and an empty body. While the workspace refuses

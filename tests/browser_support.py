@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from jupyter_amlflow.sandbox._backends import free_port
+from jupyter_amlflow.sandbox import free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The machine has no internet: without these flags Chromium tries to reach Google's services.

@@ -1,6 +1,6 @@
 """MLflow 3 on Azure ML while connected: log_model to run artifacts, tracing off, unsupported queries caught.
 
-Against the default sandbox, which answers as Azure ML does (``sandbox/_fidelity.py``): the
+Against the default sandbox, which answers as Azure ML does (``sandbox/fidelity.py``): the
 logged-model API gets a 404 with an empty body, traces a 403, some queries a 400.
 """
 

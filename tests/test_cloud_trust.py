@@ -7,7 +7,6 @@ A document listing a decoy ``AzureCloud`` must not make the next ``--cloud Azure
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from helpers import isolated_mlflow
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 
-from jupyter_amlflow.sandbox._http import Faults, Request, Response, SandboxHTTPServer, route, serve_in_thread
+from jupyter_amlflow.sandbox import Request, Response, route
 
 
 class DecoyDocuments:
@@ -25,19 +24,12 @@ class DecoyDocuments:
     def __init__(self, sb: Any) -> None:
         self.documents: dict[str, Any] = {}
         self.requests: list[str] = []
-        self._stopping = threading.Event()
-        self.server = SandboxHTTPServer(
-            [route("*", r"/(?P<path>.*)", "decoy", self._serve)],
-            Faults(),
-            lambda record: self.requests.append(f"{record.method} {record.path}"),
-            lambda req, r: None,
-            self._stopping,
-            sb._server.tls,  # a test helper may borrow the sandbox's certificate for 127.0.0.1
-        )
-        self.thread = serve_in_thread(self.server, "decoy-documents")
+        self._sb = sb
+        self.server = sb.add_listener([route("*", r"/(?P<path>.*)", "decoy", self._serve)], tls=True)
         self.base = self.server.base_url
 
     def _serve(self, req: Request) -> Response:
+        self.requests.append(f"{req.method} {req.path}")
         document = self.documents.get(req.params["path"])
         return Response.json(document) if document is not None else Response.json({"error": "no"}, 404)
 
@@ -46,10 +38,7 @@ class DecoyDocuments:
         return f"{self.base}/{name}"
 
     def stop(self) -> None:
-        self._stopping.set()
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(5)
+        self._sb.remove_listener(self.server)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from test_sandbox_mlflow import (  # noqa: F401 - the two fixtures apply to this
     mlflow_state,
 )
 
-from jupyter_amlflow.sandbox import _fidelity
+from jupyter_amlflow.sandbox import fidelity
 
 pytest_plugins = ["pytester"]
 MLFLOW_MODEL_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -192,21 +192,21 @@ def test_each_mlflow_call_is_logged_as_served_refused_or_unverified(
 
 
 def test_every_list_entry_cites_evidence_and_refusals_say_how_they_answer() -> None:
-    for entry in (*_fidelity.ENTRIES, _fidelity.UNVERIFIED):
+    for entry in (*fidelity.ENTRIES, fidelity.UNVERIFIED):
         assert entry.evidence and entry.answer and entry.call
         assert (entry.refusal is not None) == (entry.verdict == "refused"), entry.call
-    logged_models = _fidelity.classify("POST", "2.0/mlflow/logged-models", {})
-    assert (logged_models.verdict, logged_models.refusal) == ("refused", _fidelity.Refusal(404))
-    assert _fidelity.classify("POST", "3.0/mlflow/traces", {}).refusal.status == 403  # type: ignore[union-attr]
-    assert _fidelity.classify("GET", "2.0/mlflow/experiments/get", {}).verdict == "served"
-    assert _fidelity.classify("POST", "2.0/mlflow/runs/log-inputs", {}).verdict == "unverified"
-    assert _fidelity.classify("POST", "2.0/mlflow/runs/search", {"order_by": ["start_time DESC"]}).verdict == "served"
+    logged_models = fidelity.classify("POST", "2.0/mlflow/logged-models", {})
+    assert (logged_models.verdict, logged_models.refusal) == ("refused", fidelity.Refusal(404))
+    assert fidelity.classify("POST", "3.0/mlflow/traces", {}).refusal.status == 403  # type: ignore[union-attr]
+    assert fidelity.classify("GET", "2.0/mlflow/experiments/get", {}).verdict == "served"
+    assert fidelity.classify("POST", "2.0/mlflow/runs/log-inputs", {}).verdict == "unverified"
+    assert fidelity.classify("POST", "2.0/mlflow/runs/search", {"order_by": ["start_time DESC"]}).verdict == "served"
 
 
 def test_the_readme_table_is_the_lists() -> None:
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     block = readme.split("<!-- sandbox-fidelity -->\n", 1)[1].split("\n<!-- /sandbox-fidelity -->", 1)[0]
-    expected = [f"| {' | '.join(row)} |" for row in _fidelity.table_rows()]
+    expected = [f"| {' | '.join(row)} |" for row in fidelity.table_rows()]
     assert block.splitlines()[2:] == expected
 
 
@@ -223,11 +223,11 @@ def test_the_readme_table_is_the_lists() -> None:
     ],
 )
 def test_paths_are_decided_decoded_and_normalised(raw: str, decoded: str | None) -> None:
-    assert _fidelity.decode_path(raw) == decoded
+    assert fidelity.decode_path(raw) == decoded
     if decoded is not None:
         from urllib.parse import unquote
 
-        assert unquote(_fidelity.encode_path(decoded)) == decoded  # what the backend decodes back
+        assert unquote(fidelity.encode_path(decoded)) == decoded  # what the backend decodes back
 
 
 # -- the mlflow workspaces API is never reachable (issue: isolation bypass by percent-encoding) ----------
@@ -324,12 +324,12 @@ def test_an_unknown_mode_is_refused_with_the_choices() -> None:
 
 
 def test_the_command_line_takes_the_mode() -> None:
-    from jupyter_amlflow.sandbox.__main__ import _parser
+    from jupyter_amlflow.sandbox.__main__ import parser
 
-    assert _parser().parse_args([]).mlflow_api == "azure"
-    assert _parser().parse_args(["--mlflow-api", "open-source"]).mlflow_api == "open-source"
+    assert parser().parse_args([]).mlflow_api == "azure"
+    assert parser().parse_args(["--mlflow-api", "open-source"]).mlflow_api == "open-source"
     with pytest.raises(SystemExit):
-        _parser().parse_args(["--mlflow-api", "azure-ml"])
+        parser().parse_args(["--mlflow-api", "azure-ml"])
 
 
 def test_the_pytest_option_picks_the_mode(pytester: pytest.Pytester) -> None:

@@ -541,7 +541,7 @@ def test_a_local_model_directory_registers_through_the_artifact_api(
     ],
 )
 def test_each_mlflow_call_needs_the_azure_action_of_its_kind(method: str, api: str, action: str) -> None:
-    from jupyter_amlflow.sandbox._mlflow import mlflow_action
+    from jupyter_amlflow.sandbox import mlflow_action
 
     assert mlflow_action(method, api) == f"Microsoft.MachineLearningServices/workspaces/{action}"
 

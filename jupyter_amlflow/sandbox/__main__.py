@@ -74,21 +74,29 @@ def _program() -> list[str]:
     return [sys.executable, "-m", "jupyter_amlflow.sandbox"]
 
 
-def _parser() -> argparse.ArgumentParser:
+def _add_sizes(p: argparse.ArgumentParser, default: int) -> None:
+    """``--subscriptions`` and ``--workspaces-per-subscription``, both ``default`` unless given."""
+    p.add_argument(
+        "--subscriptions", type=int, default=default, metavar="N", help=f"subscriptions to create (default {default})"
+    )
+    p.add_argument(
+        "--workspaces-per-subscription",
+        type=int,
+        default=default,
+        metavar="N",
+        help=f"workspaces in each subscription (default {default})",
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of ``amlflow-sandbox`` (serving in the foreground)."""
     p = argparse.ArgumentParser(
         prog="amlflow-sandbox",
         usage=USAGE,
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--subscriptions", type=int, default=2, metavar="N", help="subscriptions to create (default 2)")
-    p.add_argument(
-        "--workspaces-per-subscription",
-        type=int,
-        default=2,
-        metavar="N",
-        help="workspaces in each subscription (default 2)",
-    )
+    _add_sizes(p, 2)
     p.add_argument(
         "--tenants",
         type=int,
@@ -113,21 +121,15 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_parser() -> argparse.ArgumentParser:
+def run_parser() -> argparse.ArgumentParser:
+    """The options of ``amlflow-sandbox run NOTEBOOK``."""
     p = argparse.ArgumentParser(
         prog="amlflow-sandbox run",
         description="Execute a notebook headless against a fresh sandbox; print the runs it logged. Their "
         "Studio links open while the sandbox runs: --keep-running keeps it serving until Ctrl-C.",
     )
     p.add_argument("notebook", help="the .ipynb to execute")
-    p.add_argument("--subscriptions", type=int, default=1, metavar="N", help="subscriptions to create (default 1)")
-    p.add_argument(
-        "--workspaces-per-subscription",
-        type=int,
-        default=1,
-        metavar="N",
-        help="workspaces in each subscription (default 1)",
-    )
+    _add_sizes(p, 1)
     p.add_argument("--timeout", type=int, default=600, metavar="SECONDS", help="seconds a cell may take")
     p.add_argument("--output", type=Path, help="write the executed notebook here")
     p.add_argument("--keep-running", action="store_true", help="keep serving afterwards so the Studio links open")
@@ -140,10 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["run"]:
         from .runner import main as run_main
 
-        args = _run_parser().parse_args(argv[1:])
+        args = run_parser().parse_args(argv[1:])
         args.command_line = [*_program(), *argv]  # to suggest the same command with --keep-running
         return run_main(args)
-    args = _parser().parse_args(argv)
+    args = parser().parse_args(argv)
     if args.env_file is not None and taken(args.env_file):
         # Checked before anything starts; created exclusively below all the same (a race).
         print(

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
+from ._host import Host
 from ._http import HttpError, Request, Response, Route, route
 from ._model import ML_PROVIDER, WORKSPACE_TYPE, Subscription, Workspace
-
-if TYPE_CHECKING:
-    from . import Sandbox
 
 RG = r"/subscriptions/(?P<sub>[^/]+)/resourceGroups/(?P<rg>[^/]+)"
 SUB = r"/subscriptions/(?P<sub>[^/]+)"
@@ -35,10 +33,66 @@ def authorization_failed(req: Request, action: str, scope: str) -> HttpError:
     )
 
 
+def cloud_metadata(base: str, cloud: str, studio_url: str, storage_suffix: str) -> list[dict[str, Any]]:
+    """The ``/metadata/endpoints`` document of a sandbox at ``base``: one cloud, the sandbox.
+
+    Shaped as Resource Manager's ``GET /metadata/endpoints?api-version=2019-05-01`` answers: a list
+    of clouds, each with ``name``, ``resourceManager``, ``authentication``, ``suffixes``, ``portal``
+    and the other endpoints of the public cloud's document.
+    """
+    return [
+        {
+            "portal": f"{base}/portal",
+            # Not in Azure's document: custom clouds have no Studio. jupyter_amlflow reads this
+            # extension field to link runs to the sandbox's Studio stand-in.
+            "amlStudio": studio_url,
+            "authentication": {
+                "loginEndpoint": f"{base}/",
+                "audiences": [f"{base}/"],
+                "tenant": "common",
+                "identityProvider": "AAD",
+            },
+            "media": f"{base}/media",
+            "graphAudience": f"{base}/graph/",
+            "graph": f"{base}/graph/",
+            "name": cloud,
+            "suffixes": {
+                "azureDataLakeStoreFileSystem": "azuredatalakestore.sandbox.test",
+                "acrLoginServer": "azurecr.sandbox.test",
+                "sqlServerHostname": "database.sandbox.test",
+                "azureDataLakeAnalyticsCatalogAndJob": "azuredatalakeanalytics.sandbox.test",
+                "keyVaultDns": "vault.sandbox.test",
+                "storage": storage_suffix,
+                "azureFrontDoorEndpointSuffix": "azurefd.sandbox.test",
+                "storageSyncEndpointSuffix": "afs.sandbox.test",
+                "mhsmDns": "managedhsm.sandbox.test",
+                "mysqlServerEndpoint": "mysql.database.sandbox.test",
+                "postgresqlServerEndpoint": "postgres.database.sandbox.test",
+                "mariadbServerEndpoint": "mariadb.database.sandbox.test",
+                "synapseAnalytics": "dev.azuresynapse.sandbox.test",
+                "attestationEndpoint": "attest.sandbox.test",
+            },
+            "batch": f"{base}/batch/",
+            "resourceManager": f"{base}/",
+            "vmImageAliasDoc": f"{base}/aliases.json",
+            "activeDirectoryDataLake": f"{base}/datalake/",
+            "sqlManagement": f"{base}/sql/",
+            "microsoftGraphResourceId": f"{base}/msgraph/",
+            "appInsightsResourceId": f"{base}/appinsights",
+            "appInsightsTelemetryChannelResourceId": f"{base}/appinsights/v2/track",
+            "attestationResourceId": f"{base}/attest",
+            "synapseAnalyticsResourceId": f"{base}/synapse",
+            "logAnalyticsResourceId": f"{base}/loganalytics",
+            "ossrDbmsResourceId": f"{base}/ossrdbms",
+            "gallery": f"{base}/gallery/",
+        }
+    ]
+
+
 class ResourceManager:
     """The Resource Manager endpoints of one sandbox."""
 
-    def __init__(self, sandbox: Sandbox) -> None:
+    def __init__(self, sandbox: Host) -> None:
         self.sb = sandbox
         self.directory = sandbox.directory
 
@@ -110,7 +164,7 @@ class ResourceManager:
     def workspace_json(self, w: Workspace) -> dict[str, Any]:
         """A workspace resource shaped like the REST spec's Workspaces_Get example."""
         rg_scope = f"/subscriptions/{w.subscription_id}/resourceGroups/{w.resource_group}/providers"
-        storage = f"sa{w.workspace_id.replace('-', '')[:20]}"
+        storage = w.storage_account
         return {
             "id": w.arm_id,
             "name": w.name,

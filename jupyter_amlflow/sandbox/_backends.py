@@ -6,22 +6,19 @@ workspace (named by its lowercase workspace id) on one backend, so a few backend
 of workspaces and mlflow keeps them apart. A backend starts when the first MLflow call needs it.
 
 A backend listens on no TCP port: its uvicorn serves a Unix socket (``--uds``, passed through
-``mlflow server --uvicorn-opts``) in a folder only this user can enter (mode 0700), so on a shared
-machine no other user's process can reach the unauthenticated mlflow server; the sandbox's own
-listeners, which check the caller, are the only way in.
+``mlflow server --uvicorn-opts``) in a folder only this user can enter (mode 0700, ``_sockets``),
+so on a shared machine no other user's process can reach the unauthenticated mlflow server; the
+sandbox's own listeners, which check the caller, are the only way in.
 """
 
 from __future__ import annotations
 
 import atexit
-import http.client
 import json
 import logging
 import os
 import shlex
 import signal
-import socket
-import stat
 import subprocess
 import sys
 import threading
@@ -32,9 +29,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import urllib3
-import urllib3.connection
 
+from ._http import free_port
 from ._model import Workspace
+from ._sockets import BackendUnavailable, SocketFolder, UnixConnectionPool, UnixHealthConnection
 
 log = logging.getLogger("jupyter_amlflow.sandbox")
 
@@ -45,8 +43,6 @@ _POLL = 0.05
 # Client-side settings and credentials that must not reach a server process (they would change
 # what it does, or put a secret into a process that needs none).
 _SCRUBBED_PREFIXES = ("AZURE_", "AZUREML_", "MLFLOW_", "IDENTITY_", "MSI_", "ARM_CLOUD_")
-# sockaddr_un holds 108 bytes on Linux (104 on macOS), the terminating NUL included.
-_MAX_SOCKET_PATH = 100
 
 
 class GroupWatcher(Protocol):
@@ -54,10 +50,6 @@ class GroupWatcher(Protocol):
 
     def watch_group(self, pgid: int) -> None: ...
     def forget_group(self, pgid: int) -> None: ...
-
-
-class BackendUnavailable(Exception):
-    """A backend could not be started or reached."""
 
 
 @dataclass(frozen=True)
@@ -85,99 +77,6 @@ class BackendStatus:
     workspaces: int
     startup_seconds: float | None
     log_path: Path
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on now (for a child server to take)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def private_socket_dir(root: Path) -> Path:
-    """``root/sockets``, mode 0700, for the backends' Unix sockets (inside the sandbox's folder, so
-    whatever removes that folder, the watchdog included, removes them too)."""
-    directory = root / "sockets"
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    st = os.lstat(directory)  # not through a symlink someone planted
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
-        raise BackendUnavailable(f"{directory} is not a folder of this user's; the backends' sockets cannot go there")
-    os.chmod(directory, 0o700)  # whatever the umask, or an earlier run, left
-    return directory
-
-
-class SocketFolder:
-    """Where the backends' sockets are, and a path short enough to connect to each.
-
-    ``sockaddr_un`` holds about 100 bytes, and a sandbox root given by the caller (a pytest
-    ``tmp_path``) can be deeper than that. The server binds a path relative to its own working
-    folder (``../sockets/N.sock``); this side connects through ``/proc/self/fd/<folder fd>/N.sock``
-    when the absolute path is too long (Linux), so the sockets never leave the sandbox's folder.
-    """
-
-    def __init__(self, root: Path) -> None:
-        self.path = private_socket_dir(root)
-        self._fd: int | None = None
-        if len(os.fsencode(self.path / "00.sock")) > _MAX_SOCKET_PATH:
-            if not os.path.isdir("/proc/self/fd"):
-                raise BackendUnavailable(
-                    f"the sandbox folder {root} is too deep for a Unix socket path here; give Sandbox(root=...) "
-                    "a shorter one, or none"
-                )
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
-
-    def connect_path(self, name: str) -> str:
-        """The path to connect to the socket ``name``."""
-        if self._fd is None:
-            return str(self.path / name)
-        return f"/proc/self/fd/{self._fd}/{name}"
-
-    def close(self) -> None:
-        """Close the folder's descriptor (if one was opened)."""
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            os.close(fd)
-
-
-class _UnixConnection(urllib3.connection.HTTPConnection):
-    """An HTTP connection to a Unix socket (urllib3 speaks TCP only)."""
-
-    def __init__(self, *args: Any, socket_path: str = "", **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.socket_path = socket_path
-
-    def _new_conn(self) -> socket.socket:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        if isinstance(self.timeout, (int, float)):
-            sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError as exc:
-            sock.close()
-            raise urllib3.exceptions.NewConnectionError(self, f"cannot connect to {self.socket_path}: {exc}") from exc
-        return sock
-
-
-class _UnixConnectionPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _UnixConnection  # type: ignore[assignment]
-
-
-class _UnixHealthConnection(http.client.HTTPConnection):
-    """A plain ``http.client`` connection to a Unix socket, for the health poll."""
-
-    def __init__(self, socket_path: str, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self.socket_path = socket_path
-
-    def connect(self) -> None:
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(self.timeout)
-        try:
-            sock.connect(self.socket_path)
-        except OSError:
-            sock.close()
-            raise
-        self.sock = sock
 
 
 def _server_env(home: Path, tmp: Path) -> dict[str, str]:
@@ -298,7 +197,7 @@ class Backend:
 
     def _new_pool(self) -> urllib3.HTTPConnectionPool:
         # "localhost" is only the Host header, which mlflow's host check accepts.
-        return _UnixConnectionPool(
+        return UnixConnectionPool(
             "localhost",
             maxsize=16,
             block=False,
@@ -340,7 +239,7 @@ class Backend:
 
     def _answers_health(self) -> bool:
         # Plain http.client: the pool would log a new connection at DEBUG for every refused poll.
-        connection = _UnixHealthConnection(self._sockets.connect_path(self.socket_path.name), timeout=5.0)
+        connection = UnixHealthConnection(self._sockets.connect_path(self.socket_path.name), timeout=5.0)
         try:
             connection.request("GET", "/health")
             return connection.getresponse().status == 200

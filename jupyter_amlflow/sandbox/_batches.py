@@ -1,15 +1,4 @@
-"""Batched logging as Azure ML answers it: the limits of ``runs/log-batch`` and the deferred ``log-batch-async``.
-
-``runs/log-batch`` (MLflow's own API, which Azure ML serves synchronously) and ``log-batch-async``
-are refused with 400 when a batch holds more than 1,000 metrics, 100 params, 100 tags or 1,000
-values in all. These are mlflow's limits (``mlflow.utils.validation._validate_batch_log_limits``,
-also applied by ``MlflowClient.log_batch`` before it sends, and listed in MLflow's REST reference);
-**that Azure ML applies the same ones is assumed**, and so is the shape of its refusal, mlflow's
-``{"error_code": "INVALID_PARAMETER_VALUE", "message": ...}``. ``over_limits`` decides it for the
-fidelity lists (``_fidelity``), which refuse such a batch with ``LIMITS_MESSAGE``, mlflow's wording
-without the counts; in ``open-source`` mode it is forwarded, and ``check_limits`` answers an
-over-limit ``log-batch-async`` with mlflow's own message, counts included, as the backend answers
-an over-limit ``log-batch``.
+"""Azure's deferred ``log-batch-async``: accepted at once, its metrics written a moment later.
 
 ``POST /api/2.0/preview/mlflow/runs/log-batch-async`` (Azure only) is *deferred*, as the plugin's
 own code shows Azure's to be (azureml-mlflow 1.62, ``_store/tracking/store.py``,
@@ -28,6 +17,7 @@ sends no poll when the id is empty, which it is when there are no metrics. So he
 * an id the run never received gets 404 ``RESOURCE_DOES_NOT_EXIST`` (**assumed**).
 
 A test can therefore tell "accepted" (the answer) from "persisted" (the backend has it).
+A batch over mlflow's limits is refused first (``_limits.check_limits``).
 """
 
 from __future__ import annotations
@@ -40,71 +30,20 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
+from ._backends import Backend, BackendReply
+from ._gateway import Gateway, error, relay
+from ._host import Host
 from ._http import HttpError, Request, Response
-
-if TYPE_CHECKING:
-    from ._backends import Backend
-    from ._mlflow import MlflowService
-    from ._model import Workspace
+from ._limits import check_limits
+from ._model import Workspace
 
 log = logging.getLogger("jupyter_amlflow.sandbox")
 
 LOG_BATCH = "/api/2.0/mlflow/runs/log-batch"
-#: mlflow's limits per batch (mlflow.utils.validation): metrics, params, tags, all values.
-LIMITS = (("metrics", 1000), ("params", 100), ("tags", 100))
-MAX_VALUES = 1000
 DEFAULT_DELAY = 0.5
-
-
-LIMITS_MESSAGE = (
-    "A batch logging request can contain at most 1000 metrics, 100 params and 100 tags, 1000 in all. "
-    "Please split up metrics across multiple requests and try again."
-)
-
-
-def over_limits(params: Any) -> bool:
-    """Whether a log-batch body (parsed) holds more than mlflow's limits allow."""
-    try:
-        check_limits(params)
-    except HttpError:
-        return True
-    return False
-
-
-def check_limits(payload: Any) -> None:
-    """Refuse a log-batch body over mlflow's limits, as mlflow words it (raises ``HttpError`` 400).
-
-    ``payload`` is the parsed body or the raw one; a body that is not a JSON object is left to the
-    backend, which answers it as mlflow does.
-    """
-    if isinstance(payload, bytes | str):
-        try:
-            payload = json.loads(payload or b"{}")
-        except ValueError:
-            return
-    if not isinstance(payload, dict):
-        return
-    counts = {name: len(payload.get(name) or []) for name, _ in LIMITS}
-    for name, limit in LIMITS:
-        if counts[name] > limit:
-            raise _too_many(name, limit, counts[name])
-    total = sum(counts.values())
-    if total > MAX_VALUES:
-        raise _too_many("metrics, params, and tags", MAX_VALUES, total)
-
-
-def _too_many(what: str, limit: int, got: int) -> HttpError:
-    return HttpError(
-        400,
-        {
-            "error_code": "INVALID_PARAMETER_VALUE",
-            "message": f"A batch logging request can contain at most {limit} {what}. Got {got} {what}. "
-            "Please split up metrics across multiple requests and try again.",
-        },
-    )
 
 
 @dataclass(order=True)
@@ -119,10 +58,17 @@ class _Job:
 
 
 class Batches:
-    """``log-batch`` limits and the deferred ``log-batch-async`` of one sandbox's MLflow API."""
+    """The deferred ``log-batch-async`` of one sandbox's MLflow API.
 
-    def __init__(self, service: MlflowService) -> None:
-        self.service = service
+    Args:
+        host: The sandbox (its ``async_batch_delay``, read for each batch).
+        gateway: The backend calls of the workspace endpoints.
+    """
+
+    def __init__(self, host: Host, gateway: Gateway) -> None:
+        self.host = host
+        self.gateway = gateway
+        self._closing = threading.Event()
         self._lock = threading.Condition()
         self._jobs: list[_Job] = []
         self._seq = itertools.count()
@@ -132,13 +78,13 @@ class Batches:
     @property
     def delay(self) -> float:
         """Seconds from accepting a batch to writing its metrics (``Sandbox.async_batch_delay``)."""
-        return float(getattr(self.service.sb, "async_batch_delay", DEFAULT_DELAY))
+        return float(getattr(self.host, "async_batch_delay", DEFAULT_DELAY))
 
     # -- the Azure-only calls ------------------------------------------------------------------
     def log_batch_async(self, req: Request, backend: Backend, workspace: Workspace) -> Response:
         payload = req.json()
         if not isinstance(payload, dict):
-            raise self.service._error("mlflow", 400, "MALFORMED_REQUEST", "The request body must be a JSON object.")
+            raise error("mlflow", 400, "MALFORMED_REQUEST", "The request body must be a JSON object.")
         check_limits(payload)
         run_id = str(payload.get("run_id") or "")
         metrics = list(payload.get("metrics") or [])
@@ -148,7 +94,7 @@ class Batches:
         else:
             reply = self._get_run(backend, workspace, run_id)
         if reply.status != 200:
-            return self.service._reply(reply)
+            return relay(reply)
         if not metrics:
             return Response.json({})  # an empty batch_tracking_id: the plugin then does not poll
         batch_id = uuid.uuid4().hex
@@ -164,12 +110,12 @@ class Batches:
         run_id = req.query.get("run_id", "")
         reply = self._get_run(backend, workspace, run_id)
         if reply.status != 200:
-            return self.service._reply(reply)
+            return relay(reply)
         batch_id = req.query.get("batch_tracking_id", "")
         with self._lock:
             known = self._done.get(batch_id)
         if known is None or known[0] != run_id:
-            raise self.service._error(
+            raise error(
                 "mlflow", 404, "RESOURCE_DOES_NOT_EXIST", f"Run {run_id} has no batch with tracking id {batch_id!r}."
             )
         return Response.json({"is_complete": known[1]})
@@ -179,6 +125,12 @@ class Batches:
         with self._lock:
             return sum(1 for _, done in self._done.values() if not done)
 
+    def stop(self) -> None:
+        """Let the deferred writer end (the sandbox is stopping)."""
+        self._closing.set()
+        with self._lock:
+            self._lock.notify_all()
+
     # -- the deferred writer -------------------------------------------------------------------
     def _start_worker(self) -> None:
         if self._worker is None or not self._worker.is_alive():
@@ -186,8 +138,7 @@ class Batches:
             self._worker.start()
 
     def _write_due(self) -> None:
-        stopping = self.service.sb._stopping
-        while not stopping.is_set():
+        while not self._closing.is_set():
             with self._lock:
                 if not self._jobs:
                     self._lock.wait(0.5)
@@ -216,13 +167,13 @@ class Batches:
         metrics: list[Any],
         params: list[Any],
         tags: list[Any],
-    ) -> Any:
+    ) -> BackendReply:
         body = json.dumps({"run_id": run_id, "metrics": metrics, "params": params, "tags": tags}).encode()
-        return self.service._call(
+        return self.gateway.call(
             backend, workspace, "POST", LOG_BATCH, "mlflow", body=body, content_type="application/json"
         )
 
-    def _get_run(self, backend: Backend, workspace: Workspace, run_id: str) -> Any:
-        return self.service._call(
+    def _get_run(self, backend: Backend, workspace: Workspace, run_id: str) -> BackendReply:
+        return self.gateway.call(
             backend, workspace, "GET", "/api/2.0/mlflow/runs/get", "mlflow", query=urlencode({"run_id": run_id})
         )

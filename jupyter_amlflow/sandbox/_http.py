@@ -43,7 +43,7 @@ class Request:
     token_id: str | None = None
     tenant: str | None = None
     # What the sandbox's evidence says about this call: "served", "refused" or "unverified"
-    # (``_fidelity``). The route sets a default; the MLflow dispatch decides per call.
+    # (``fidelity``). The route sets a default; the MLflow dispatch decides per call.
     fidelity: str = ""
 
     def header(self, name: str) -> str | None:
@@ -147,7 +147,7 @@ class RequestRecord:
     duration: float
     port: int = 0
     # "served" (Azure is known to answer so), "refused" (answered as Azure refuses it) or
-    # "unverified" (forwarded without evidence); see ``_fidelity``.
+    # "unverified" (forwarded without evidence); see ``fidelity``.
     fidelity: str = ""
 
 
@@ -455,3 +455,10 @@ def serve_in_thread(server: SandboxHTTPServer, name: str) -> threading.Thread:
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, name=name, daemon=True)
     thread.start()
     return thread
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a child server to take)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -34,6 +34,35 @@ ROLES: dict[str, tuple[str, ...]] = {
 
 LOCATIONS = ("eastus", "westeurope", "southeastasia", "australiaeast", "uksouth")
 
+# MLflow calls that read although they are POSTs.
+_READ_POSTS = ("search", "get-by-name", "batch-get")
+
+
+def mlflow_action(method: str, api: str) -> str:
+    """The Azure RBAC action an MLflow REST call needs (``api`` is the path after ``/api/``).
+
+    Microsoft Learn, "Configure MLflow for Azure Machine Learning" ("Configure authorization and
+    permission levels"): MLflow tracking needs ``workspaces/experiments/*`` and ``workspaces/jobs/*``,
+    the model registry ``workspaces/models/*/*``. Which of ``read``, ``write`` and ``delete`` each
+    call needs is not public: the sandbox's reading, assumed.
+    """
+    parts = api.strip("/").split("/")
+    resource = parts[parts.index("mlflow") + 1] if "mlflow" in parts[:-1] else ""
+    last = parts[-1]
+    if resource == "experiments":
+        kind = "experiments"
+    elif resource in ("registered-models", "model-versions"):
+        kind = "models/versions"
+    else:
+        kind = "jobs"
+    if method in ("GET", "HEAD") or (method == "POST" and last.startswith(_READ_POSTS)):
+        verb = "read"
+    elif last == "delete" and kind != "jobs":
+        verb = "delete"
+    else:
+        verb = "write"
+    return f"{ML_PROVIDER}/workspaces/{kind}/{verb}"
+
 
 @dataclass
 class Tenant:
@@ -106,6 +135,11 @@ class Workspace:
     def backend_workspace(self) -> str:
         """The name of this workspace inside its backing mlflow server (lowercase, as it requires)."""
         return self.workspace_id.lower()
+
+    @property
+    def storage_account(self) -> str:
+        """The name of the workspace's storage account (its ARM record's ``storageAccount``)."""
+        return f"sa{self.workspace_id.replace('-', '')[:20]}"
 
 
 @dataclass(frozen=True)

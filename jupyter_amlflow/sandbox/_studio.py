@@ -14,15 +14,14 @@ from __future__ import annotations
 import html
 import json
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlencode
 
-from ._backends import BackendUnavailable
+from ._artifacts import Artifacts
+from ._backends import BackendPool, BackendUnavailable
+from ._host import Host
 from ._http import HttpError, Request, Response, Route, route
 from ._model import Workspace
-
-if TYPE_CHECKING:
-    from ._mlflow import MlflowService
 
 _WSID = re.compile(r"/subscriptions/([^/]+)/resourcegroups/([^/]+)/(?:providers/[^/]+/)?workspaces/([^/]+)/?", re.I)
 _STYLE = (
@@ -49,10 +48,18 @@ def _table(headings: tuple[str, ...], rows: list[tuple[Any, ...]], empty: str) -
 
 
 class Studio:
-    """The ``studio`` endpoints."""
+    """The ``studio`` endpoints.
 
-    def __init__(self, service: MlflowService) -> None:
-        self.service = service
+    Args:
+        host: The sandbox (its Studio key and workspaces).
+        pool: The backends the pages are read from.
+        artifacts: Where each run's files are.
+    """
+
+    def __init__(self, host: Host, pool: BackendPool, artifacts: Artifacts) -> None:
+        self.host = host
+        self.pool = pool
+        self.artifacts = artifacts
 
     def routes(self) -> list[Route]:
         """``GET /studio/<key>`` and ``GET /studio/<key>/runs/<run id>``; 401 for any other Studio path."""
@@ -63,7 +70,7 @@ class Studio:
         ]
 
     def _check_key(self, req: Request) -> None:
-        if not self.service.sb.access.studio_key_ok(req.params.get("key", "")):
+        if not self.host.access.studio_key_ok(req.params.get("key", "")):
             self._refuse(req)
 
     @staticmethod
@@ -81,7 +88,7 @@ class Studio:
 
     def index(self, req: Request) -> Response:
         self._check_key(req)
-        rows = [(w.name, w.resource_group, w.subscription_id, w.workspace_id) for w in self.service.sb.workspaces]
+        rows = [(w.name, w.resource_group, w.subscription_id, w.workspace_id) for w in self.host.workspaces]
         return _page(
             "Sandbox Studio",
             "<h1>Sandbox Studio</h1><p>A stand-in for Azure Machine Learning Studio. Run pages are at "
@@ -91,10 +98,10 @@ class Studio:
 
     def _workspace(self, wsid: str) -> Workspace | None:
         match = _WSID.fullmatch(wsid)
-        return self.service.sb.directory.find_workspace(*match.groups()) if match else None
+        return self.host.directory.find_workspace(*match.groups()) if match else None
 
     def _get(self, workspace: Workspace, path: str, **query: str) -> dict[str, Any] | None:
-        backend = self.service.pool.placed(workspace)
+        backend = self.pool.placed(workspace)
         if backend is None:
             return None
         try:
@@ -124,7 +131,7 @@ class Studio:
         name = info.get("run_name") or run_id
         params = sorted((p["key"], p["value"]) for p in data.get("params", []))
         metrics = sorted((m["key"], m["value"], m.get("step", 0)) for m in data.get("metrics", []))
-        artifacts = list(self.service.iter_run_artifacts(workspace, run_id))
+        artifacts = list(self.artifacts.iter_run_artifacts(workspace, run_id))
         details = (
             ("Run id", run_id),
             ("Status", info.get("status", "")),

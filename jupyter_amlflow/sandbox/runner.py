@@ -138,9 +138,9 @@ def logged_runs(sb: Sandbox, *, since: float) -> list[LoggedRun]:
     from ..clouds import clouds_from_metadata
 
     cloud = clouds_from_metadata(sb.cloud_metadata(), sb.metadata_url)[0]
-    found = []
+    found: list[LoggedRun] = []
     for ws in sb.workspaces:
-        if sb.mlflow.pool.placed(ws) is None:  # never used: no MLflow call reached it
+        if sb.mlflow is None or not sb.mlflow.used(ws):  # no MLflow call reached it
             continue
         client = MlflowClient(tracking_uri=sb.backend_tracking_uri(ws))
         experiments = {e.experiment_id: e.name for e in client.search_experiments()}
@@ -171,7 +171,7 @@ def logged_runs(sb: Sandbox, *, since: float) -> list[LoggedRun]:
 
 def _artifact_paths(client: Any, run_id: str, path: str | None = None) -> list[str]:
     """Every file a run holds (the plugin's uploads land in the backing server's artifact store)."""
-    found = []
+    found: list[str] = []
     for item in client.list_artifacts(run_id, path):
         found.extend(_artifact_paths(client, run_id, item.path) if item.is_dir else [item.path])
     return found

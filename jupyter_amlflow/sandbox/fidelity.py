@@ -21,9 +21,15 @@ and the request log (``RequestRecord.fidelity``) records which:
 workspaces API is refused in every mode: it is the sandbox's own plumbing, and reaching it would
 cross from one sandbox workspace into the others.
 
-Each entry cites its evidence; ``/work/shared``-style notes and the README's sandbox table are
-generated from ``ENTRIES`` (see ``table_rows``). Paths are matched after ``decode_path``: decoded
-and normalised, exactly as the backend will see them.
+Each entry cites its evidence; the README's sandbox table is generated from ``ENTRIES`` (see
+``table_rows``). Paths are matched after ``decode_path``: decoded and normalised, exactly as the
+backend will see them. ``classify(method, decode_path(raw), parameters(...))`` is how the MLflow
+front (``_mlflow``) decides a call; tests and people may ask it the same question.
+
+Why one module of over 500 lines: most of it is the table ``ENTRIES``, each entry citing its
+evidence, with the few predicates that decide its query-dependent rows. Kept with the rule that
+reads it (``classify``) and the path form that rule is defined on (``decode_path``), the table
+can be checked against its use in one reading; split, every row would point to another file.
 """
 
 from __future__ import annotations
@@ -35,7 +41,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import parse_qs, quote, unquote
 
-from ._batches import LIMITS_MESSAGE, over_limits
+from ._limits import LIMITS_MESSAGE, over_limits
 
 __all__ = [
     "ENTRIES",
