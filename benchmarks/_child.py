@@ -23,6 +23,11 @@ Tasks:
       ``mlflow.log_metric(..., synchronous=False)`` calls, then ``mlflow.end_run()``, and prints
       ``took LOOP END_RUN RUN_ID``; on ``quit`` it leaves at once (``os._exit``: the plugin's
       status polls would otherwise hold the exit for minutes).
+  runs COUNT
+      connects with %amlflow connect in an in-process IPython shell, prints ``ready``; on each
+      ``go`` line times ``%amlflow runs --last COUNT`` (the table formatted as a notebook gets
+      it: text and HTML) and one ``MlflowClient().search_runs(max_results=COUNT)`` of the same
+      experiment, in the order the line gives, and prints ``took OURS BASELINE ROWS``.
 """
 
 from __future__ import annotations
@@ -174,7 +179,54 @@ def asynclog(args: list[str]) -> None:
     os._exit(0)
 
 
-TASKS = {"connect": connect, "devicecode": devicecode, "discover": discover, "log": log, "asynclog": asynclog}
+def runs(args: list[str]) -> None:
+    count = int(args[0])
+    p = c.params()
+    from IPython.core.interactiveshell import InteractiveShell
+    from mlflow import MlflowClient
+
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_amlflow")
+    ip.magics_manager.registry["AmlflowMagics"].auth = ["env"]
+    arm_id = (
+        f"/subscriptions/{p['subscription']}/resourceGroups/{p['resource_group']}"
+        f"/providers/Microsoft.MachineLearningServices/workspaces/{p['workspace']}"
+    )
+    conn = ip.run_line_magic("amlflow", f"connect {arm_id} --experiment {p['experiment']}")
+    experiment_id = conn.experiment.experiment_id
+    client = MlflowClient()
+
+    def ours() -> int:
+        table = ip.run_line_magic("amlflow", f"runs --last {count}")
+        ip.display_formatter.format(table)  # what the kernel sends: text/plain and text/html
+        return len(table.rows)
+
+    def baseline() -> int:
+        return len(client.search_runs([experiment_id], max_results=count))
+
+    ours(), baseline()  # first-use costs (imports, connections) before the clock
+    print("ready", flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[:1] != ["go"]:
+            break
+        took: dict[str, float] = {}
+        rows = 0
+        for path in words[1:]:
+            started = time.perf_counter()
+            rows = ours() if path == "ours" else baseline()
+            took[path] = time.perf_counter() - started
+        print(f"took {took['ours']:.6f} {took['baseline']:.6f} {rows}", flush=True)
+
+
+TASKS = {
+    "connect": connect,
+    "devicecode": devicecode,
+    "discover": discover,
+    "log": log,
+    "asynclog": asynclog,
+    "runs": runs,
+}
 
 if __name__ == "__main__":
     print(f"@mark begin {BEGIN:.6f}", flush=True)

@@ -28,6 +28,8 @@ SCRIPTS = (
     "logging_ratio.py",
     "async_logging.py",
     "sandbox_startup.py",
+    "runs_table.py",
+    "chart_render.py",
 )
 
 

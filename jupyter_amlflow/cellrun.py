@@ -35,10 +35,13 @@ def run_cell(
     experiment: str | None,
     tags: dict[str, str],
     show: Callable[[Any], Any],
+    live: Callable[[str, str, str], Any] | None = None,
 ) -> Any:
     """Run ``cell`` in a new MLflow run; FAILED and re-raised if the cell raises.
 
-    Returns the value of the cell's last expression, like a normal cell.
+    Returns the value of the cell's last expression, like a normal cell. ``live(tracking_uri,
+    run_id, run_name)`` starts a live chart of the run (``runs.live.Watching``): it stops when the
+    cell ends and is redrawn from the workspace once the run has ended.
     """
     conn = session.require_connection()
     tracking.refuse_active_run(
@@ -58,12 +61,15 @@ def run_cell(
     run = mlflow.start_run(run_name=name, experiment_id=experiment_id, tags=tags or None)
     run_id = run.info.run_id
     namespace = shell.user_ns if shell is not None else {}
+    watching = None
     try:
+        if live is not None:
+            watching = live(conn.tracking_uri, run_id, run.info.run_name or run_id)
         mlflow.log_text(cell, CELL_ARTIFACT)
         exec(compile(tree, filename, "exec"), namespace)
         value = eval(compile(last, filename, "eval"), namespace) if last is not None else None
     except BaseException as exc:
-        mlflow.end_run(status="FAILED")
+        _end(mlflow, watching, "FAILED")
         show(_summary(conn.run_url(run_id), run, "FAILED"))
         if isinstance(exc, KeyboardInterrupt):
             # Not "nothing was changed" (what an interrupted command says): part of the cell ran.
@@ -71,9 +77,21 @@ def run_cell(
         if shell is not None and isinstance(exc, Exception):
             _traceback_from_the_cell(shell, exc, filename)
         raise
-    mlflow.end_run()
+    _end(mlflow, watching, "FINISHED")
     show(_summary(conn.run_url(run_id), run, "FINISHED"))
     return value
+
+
+def _end(mlflow: Any, watching: Any, status: str) -> None:
+    """End the run; a live chart stops watching first and is redrawn from the workspace after.
+
+    ``end_run`` sends what is still queued, so the final chart reads every value back.
+    """
+    if watching is not None:
+        watching.stop()
+    mlflow.end_run(status=status)
+    if watching is not None:
+        watching.final(mlflow.MlflowClient())
 
 
 def _interrupted(run: Any, url: str | None) -> AmlflowError:

@@ -144,6 +144,37 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", "-n", help="run name")
     p.add_argument("--experiment", "-e", help="experiment for this run (default: the current one)")
     p.add_argument("--tag", "-t", action="append", default=[], metavar="KEY=VALUE", help="run tag (repeatable)")
+    p.add_argument(
+        "--live",
+        action=argparse.BooleanOptionalAction,
+        default=None,  # not given: %config AmlflowMagics.live_charts
+        help="chart the run's metrics under the cell while it runs (default: %%config AmlflowMagics.live_charts)",
+    )
+
+
+def _runs_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--experiment", "-e", help="experiment (default: the current one)")
+    p.add_argument("--last", "-n", type=int, default=20, metavar="N", help="how many runs, newest first (1 to 1000)")
+    p.add_argument("--filter", "-f", metavar="FILTER", help='mlflow run filter, e.g. "metrics.rmse < 0.3"')
+    p.add_argument(
+        "--sort",
+        "-s",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="sort by a column, e.g. metrics.rmse or 'metrics.rmse DESC' (repeatable)",
+    )
+
+
+def _compare_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run ids or names (2 to 10)")
+    p.add_argument("--experiment", "-e", help="where run names are looked up (default: the current one)")
+
+
+def _chart_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("metric", help="the metric to draw")
+    p.add_argument("--runs", nargs="+", default=[], metavar="RUN", help="run ids or names (default: the latest 5)")
+    p.add_argument("--experiment", "-e", help="experiment (default: the current one)")
 
 
 def _help_args(p: argparse.ArgumentParser) -> None:
@@ -207,10 +238,31 @@ COMMANDS: dict[str, Command] = {
         ),
         Command(
             "run",
-            "Cell magic: run the cell inside an MLflow run, logging the cell source as an artifact.",
-            "%amlflow run --name baseline --tag model=ridge",
+            "Cell magic: run the cell inside an MLflow run, logging the cell source as an artifact; --live charts "
+            "its metrics while it runs.",
+            "%amlflow run --name baseline --tag model=ridge --live",
             _run_args,
             cell=True,
+        ),
+        Command(
+            "runs",
+            "A table of the experiment's runs: status, start, duration, the metrics and params that differ, "
+            "Studio links.",
+            "%amlflow runs --last 10 --sort metrics.rmse",
+            _runs_args,
+        ),
+        Command(
+            "compare",
+            "Runs side by side (ids or names): params and last metric values, differences highlighted, and a "
+            "chart of each metric they all logged.",
+            "%amlflow compare baseline ridge",
+            _compare_args,
+        ),
+        Command(
+            "chart",
+            "Chart a metric's history, a line per run (the latest 5 that logged it, or those named).",
+            "%amlflow chart rmse --runs baseline ridge",
+            _chart_args,
         ),
         Command(
             "version",

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
 from IPython.display import display
-from traitlets import Bool, Float, List, Unicode, observe
+from traitlets import Bool, Enum, Float, List, Unicode, observe
 
 from . import cellrun, commands, compat, devicecode, listing
 from .clouds import Cloud, CloudCatalog
@@ -24,6 +24,9 @@ from .connection import Session
 from .display import KeyValues, Link, Message, Table
 from .errors import AmlflowError
 from .references import find_config
+
+if TYPE_CHECKING:
+    from .runs.charts import Renders
 
 __all__ = ["COMMANDS", "AmlflowMagics", "load", "unload"]
 
@@ -58,6 +61,19 @@ class AmlflowMagics(Magics):
         help="While connected, make every mlflow.log_* call asynchronous: values are batched and sent in the "
         "background, flushed at end_run and disconnect. Off by default: synchronous is what mlflow promises "
         "(log_metric(..., synchronous=False) is asynchronous either way).",
+    ).tag(config=True)
+
+    live_charts = Bool(
+        False,
+        help="%%amlflow run charts the run's metrics under the cell while it runs, as with --live "
+        "(--no-live turns it off for one cell).",
+    ).tag(config=True)
+    charts = Enum(
+        ("auto", "vega-lite", "html"),
+        "auto",
+        help="What charts show besides text: vega-lite (drawn by JupyterLab, Notebook 7, VS Code), html (a table of "
+        "each line's values, for front ends that cannot draw Vega-Lite), or auto (vega-lite in a Jupyter kernel, "
+        "html on Databricks and Synapse).",
     ).tag(config=True)
 
     def __init__(self, shell: Any = None, **kwargs: Any) -> None:
@@ -207,9 +223,55 @@ class AmlflowMagics(Magics):
 
     def _do_run(self, args: argparse.Namespace, cell: str) -> Any:
         tags = commands.tags(args.tag)
+        live = self._live_chart if (self.live_charts if args.live is None else args.live) else None
         return cellrun.run_cell(
-            self.shell, self.session, cell, name=args.name, experiment=args.experiment, tags=tags, show=display
+            self.shell,
+            self.session,
+            cell,
+            name=args.name,
+            experiment=args.experiment,
+            tags=tags,
+            show=display,
+            live=live,
         )
+
+    def _live_chart(self, tracking_uri: str, run_id: str, label: str) -> Any:
+        """Start the live chart of ``%%amlflow run --live`` (redrawn only where outputs can be replaced)."""
+        from .runs.live import LiveChart, Watching
+
+        chart = LiveChart(run_id, label, display=display, renders=self._renders(), updates=self._widgets_render())
+        return Watching(tracking_uri, chart).start()
+
+    # -- the run views ---------------------------------------------------------------------------
+    def _renders(self) -> Renders:
+        """What a chart's output carries besides text (``%config AmlflowMagics.charts``)."""
+        from .runs import renders_for
+
+        if self.charts == "vega-lite":
+            return "vega-lite"
+        if self.charts == "html":
+            return "html"
+        return renders_for(kernel=self._widgets_render(), platform=self.session.platform.name)
+
+    def _do_runs(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        conn = self.session.require_connection()
+        return runs.run_table(
+            conn, experiment=args.experiment, last=args.last, filter_string=args.filter, sort=args.sort
+        )
+
+    def _do_compare(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        conn = self.session.require_connection()
+        return runs.compare_runs(conn, args.runs, experiment=args.experiment, renders=self._renders())
+
+    def _do_chart(self, args: argparse.Namespace) -> Any:
+        from . import runs
+
+        conn = self.session.require_connection()
+        return runs.metric_chart(conn, args.metric, runs=args.runs, experiment=args.experiment, renders=self._renders())
 
     def complete(self, event: Any) -> list[str]:
         """Tab completion: subcommands, options, cloud names, and names already fetched (no network)."""

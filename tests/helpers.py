@@ -107,3 +107,27 @@ def write_config(directory: Path, workspace: Any, tenant_id: str | None = None) 
     path = directory / "config.json"
     path.write_text(json.dumps(config))
     return path
+
+
+@contextmanager
+def sp_shell(sandbox: Any, setenv: Any) -> Iterator[Any]:
+    """An in-process IPython shell with the extension loaded, signing in as the sandbox's service principal.
+
+    ``setenv`` is a ``MonkeyPatch.setenv`` (undone by its owner). On the way out the shell is
+    disconnected and the extension unloaded; MLflow's process-wide state is restored.
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+
+    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
+        setenv(k, v)
+    ip = InteractiveShell.instance()
+    ip.run_line_magic("load_ext", "jupyter_amlflow")
+    magics = ip.magics_manager.registry["AmlflowMagics"]
+    magics.auth = ["env"]
+    with isolated_mlflow():
+        try:
+            yield ip
+        finally:
+            if magics.session.connection is not None:
+                magics.session.disconnect()
+            ip.run_line_magic("unload_ext", "jupyter_amlflow")

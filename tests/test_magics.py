@@ -40,7 +40,7 @@ def magic(ip: Any, line: str, cell: str | None = None) -> Any:
 
 
 BAD_LINES = {
-    "": "%amlflow needs a subcommand: connect, panel, experiment, status, disconnect, logout, clouds, list, run, version, help. See: %amlflow help",
+    "": "%amlflow needs a subcommand: connect, panel, experiment, status, disconnect, logout, clouds, list, run, runs, compare, chart, version, help. See: %amlflow help",
     "conect": "%amlflow: unknown subcommand 'conect'. Did you mean 'connect'? See: %amlflow help",
     "stauts": "%amlflow: unknown subcommand 'stauts'. Did you mean 'status'? See: %amlflow help",
     "frobnicate": "%amlflow: unknown subcommand 'frobnicate'. See: %amlflow help",

@@ -109,7 +109,8 @@ RUN_STACKS = Internal(
 CACHED_STORE = Internal(
     _TRACKING_UTILS,
     "_get_store",
-    "the store asynchronous logging adopts (without it, the plugin's way)",
+    "the store asynchronous logging adopts and the live chart watches (without it, the plugin's way, and "
+    "a live chart drawn only when its run ends)",
     required=False,
 )
 ASYNC_QUEUE_METHODS = tuple(

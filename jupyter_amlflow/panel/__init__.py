@@ -20,6 +20,8 @@ widgets are the interface, for people and for tests alike:
 ``connect_button``    Button: connects the kernel (``Session.connect``)
 ``status``            HTML: what is happening, success with the Studio link, or the error and fix
 ``picker``            VBox: ``tenant`` to ``connect_button``, shown once signed in
+``runs_button``       Button: reads the connected experiment's latest runs (shown once connected)
+``runs``              HTML: those runs, in the table ``%amlflow runs`` shows
 ``widget``            VBox: the whole panel (what is displayed)
 ====================  =========================================================================
 
@@ -38,6 +40,7 @@ One module per job:
 - The steps, in the order a person goes through them: ``signin`` (cloud and sign-in),
   ``workspaces`` (discovery and the narrowed list), ``connecting`` (experiments and connect).
 - ``status``: the status line; ``commands``: the text form (the equivalent ``%amlflow`` commands).
+- ``runs_view``: the Runs view, once connected: the experiment's latest runs, read when asked.
 
 A new view (say, the connected experiment's runs) is one more module: a class given the
 ``Context``, with its own widgets added to ``PanelWidgets`` (or a dataclass of its own) and its

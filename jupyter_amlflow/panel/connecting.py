@@ -11,6 +11,7 @@ from __future__ import annotations
 import html
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import auth, tracking
@@ -36,10 +37,12 @@ class ConnectStep:
 
     Args:
         ctx: The panel's shared parts.
+        on_connected: Called (under the lock) once the connection is shown: the Runs view appears.
     """
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, on_connected: Callable[[], None] | None = None) -> None:
         self.ctx = ctx
+        self._on_connected = on_connected
         self._import_lock = threading.Lock()  # one import of mlflow at a time
         self._experiments_loaded = False  # experiment.options are the chosen workspace's experiments
 
@@ -172,6 +175,8 @@ class ConnectStep:
                 ui.experiment.options = sorted([*ui.experiment.options, conn.experiment.name], key=str.lower)
         self.experiment_typed()
         self.ctx.status.connected(conn)
+        if self._on_connected is not None:
+            self._on_connected()
 
     def _finished(self) -> None:
         button = self.ctx.ui.connect_button

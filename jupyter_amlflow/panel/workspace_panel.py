@@ -16,6 +16,8 @@ from .choices import Choices, ChoiceStore, preselect
 from .connecting import ConnectStep
 from .context import Context, PanelState
 from .jobs import Jobs
+from .runs_view import RunsView, RunsWidgets
+from .runs_view import build as build_runs
 from .signin import SignInStep
 from .status import StatusLine
 from .widgets import Hooks, PanelWidgets, build
@@ -90,13 +92,26 @@ class WorkspacePanel:
             status=status,
             state=PanelState(cloud_urls=dict(first.cloud_urls), remembered=remembered),
         )
-        self._connect = ConnectStep(ctx)
+        self.runs_ui: RunsWidgets = build_runs()
+        self.ui.widget.children = (*self.ui.widget.children, self.runs_ui.box)
+        self._runs = RunsView(ctx, self.runs_ui)
+        self._connect = ConnectStep(ctx, self._runs.connected)
         self._workspaces = WorkspaceList(ctx, self._connect.workspace_changed)
         self._sign_in = SignInStep(ctx, self._workspaces)
         self._wire()
         status.show("info", self._start_note())
         if session.connection is not None:
             self._connect.show_connected(session.connection)
+
+    @property
+    def runs_button(self) -> Any:
+        """Button: reads the connected experiment's latest runs into ``runs`` (shown once connected)."""
+        return self.runs_ui.runs_button
+
+    @property
+    def runs(self) -> Any:
+        """HTML: the Runs view, the table ``%amlflow runs`` shows (``data-state`` busy, shown or error)."""
+        return self.runs_ui.runs
 
     @property
     def remembered(self) -> Choices:
@@ -114,6 +129,7 @@ class WorkspacePanel:
         hooks.on_click(ui.add_cloud_button, self._sign_in.add_cloud)
         hooks.on_click(ui.sign_in_button, self._sign_in.sign_in)
         hooks.on_click(ui.connect_button, self._connect.connect)
+        hooks.on_click(self.runs_ui.runs_button, self._runs.show_runs)
 
     def _start_note(self) -> str:
         given = self.start
