@@ -110,24 +110,33 @@ def write_config(directory: Path, workspace: Any, tenant_id: str | None = None) 
 
 
 @contextmanager
-def sp_shell(sandbox: Any, setenv: Any) -> Iterator[Any]:
-    """An in-process IPython shell with the extension loaded, signing in as the sandbox's service principal.
+def extension_shell(sandbox: Any, setenv: Any, *, load: bool = True) -> Iterator[Any]:
+    """The in-process IPython shell, its environment pointed at the sandbox and its service principal.
 
-    ``setenv`` is a ``MonkeyPatch.setenv`` (undone by its owner). On the way out the shell is
-    disconnected and the extension unloaded; MLflow's process-wide state is restored.
+    ``setenv`` is a ``MonkeyPatch.setenv`` (undone by its owner). With ``load``, the extension is
+    loaded first. On the way out the shell is disconnected and the extension unloaded; MLflow's
+    process-wide state is restored.
     """
     from IPython.core.interactiveshell import InteractiveShell
 
     for k, v in {**sandbox.env, **sandbox.service_principal}.items():
         setenv(k, v)
     ip = InteractiveShell.instance()
-    ip.run_line_magic("load_ext", "jupyter_amlflow")
-    magics = ip.magics_manager.registry["AmlflowMagics"]
-    magics.auth = ["env"]
+    if load:
+        ip.run_line_magic("load_ext", "jupyter_amlflow")
     with isolated_mlflow():
         try:
             yield ip
         finally:
-            if magics.session.connection is not None:
+            magics = ip.magics_manager.registry.get("AmlflowMagics")
+            if magics is not None and magics.session.connection is not None:
                 magics.session.disconnect()
             ip.run_line_magic("unload_ext", "jupyter_amlflow")
+
+
+@contextmanager
+def sp_shell(sandbox: Any, setenv: Any) -> Iterator[Any]:
+    """``extension_shell`` signing in with the environment's service principal only (``--auth env``)."""
+    with extension_shell(sandbox, setenv) as ip:
+        ip.magics_manager.registry["AmlflowMagics"].auth = ["env"]
+        yield ip

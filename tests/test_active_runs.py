@@ -8,26 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import backend_runs, isolated_mlflow
+from helpers import backend_runs, extension_shell
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from kernels import LiveKernel
 
 
 @pytest.fixture
 def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.chdir(tmp_path)  # where a run that lost its workspace would create mlflow.db
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_amlflow")
-    with isolated_mlflow():
+    with extension_shell(sandbox, monkeypatch.setenv) as shell:
         yield shell
-        magics = shell.magics_manager.registry.get("AmlflowMagics")
-        if magics is not None and magics.session.connection is not None:
-            magics.session.disconnect()
-        shell.run_line_magic("unload_ext", "jupyter_amlflow")
 
 
 def test_a_run_open_in_a_worker_thread_stops_disconnect_and_connect(

@@ -11,9 +11,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from helpers import isolated_mlflow
+from helpers import extension_shell
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_amlflow.sandbox import Request, Response, route
 
@@ -50,16 +49,8 @@ def decoys(sandbox: Any) -> Iterator[DecoyDocuments]:
 
 @pytest.fixture
 def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_amlflow")
-    with isolated_mlflow():
+    with extension_shell(sandbox, monkeypatch.setenv) as shell:
         yield shell
-        magics = shell.magics_manager.registry.get("AmlflowMagics")
-        if magics is not None and magics.session.connection is not None:
-            magics.session.disconnect()
-        shell.run_line_magic("unload_ext", "jupyter_amlflow")
 
 
 def decoy_entry(name: str, host: str) -> dict[str, Any]:

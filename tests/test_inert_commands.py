@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import backend_client, isolated_mlflow
+from helpers import backend_client, extension_shell
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
@@ -30,19 +30,11 @@ def hostile(marker: Path) -> str:
 @pytest.fixture
 def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
     """An in-process IPython shell with the extension loaded, pointed at the sandbox, with ``x`` set."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.chdir(tmp_path)
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_amlflow")
-    shell.user_ns["x"] = "EXPANDED"
-    with isolated_mlflow():
+    with extension_shell(sandbox, monkeypatch.setenv) as shell:
+        shell.user_ns["x"] = "EXPANDED"
         yield shell
-        magics = shell.magics_manager.registry.get("AmlflowMagics")
-        if magics is not None and magics.session.connection is not None:
-            magics.session.disconnect()
-        shell.run_line_magic("unload_ext", "jupyter_amlflow")
         shell.user_ns.pop("x", None)
 
 

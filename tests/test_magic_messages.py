@@ -10,9 +10,8 @@ from typing import Any
 
 import browser_support
 import pytest
-from helpers import backend_runs, isolated_mlflow, mlflow_state
+from helpers import backend_runs, extension_shell, isolated_mlflow, mlflow_state
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from kernels import errors_of, execute, notebook, text_of
 
 import jupyter_amlflow
@@ -22,17 +21,9 @@ from jupyter_amlflow.errors import AmlflowError
 @pytest.fixture
 def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An in-process IPython shell with the extension loaded, signed in as the sandbox's principal."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_amlflow")
-    with isolated_mlflow():
+    with extension_shell(sandbox, monkeypatch.setenv) as shell:
         yield shell
-        magics = shell.magics_manager.registry.get("AmlflowMagics")
-        if magics is not None and magics.session.connection is not None:
-            magics.session.disconnect()
-        shell.run_line_magic("unload_ext", "jupyter_amlflow")
 
 
 def magic(ip: Any, line: str, cell: str | None = None) -> Any:

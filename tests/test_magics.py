@@ -9,9 +9,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from helpers import answer_device_code, backend_client, backend_runs, isolated_mlflow, mlflow_state
+from helpers import answer_device_code, backend_client, backend_runs, extension_shell, mlflow_state
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
 from kernels import errors_of, execute, html_of, notebook, text_of
 
 from jupyter_amlflow.magics import COMMANDS, AmlflowMagics
@@ -20,17 +19,9 @@ from jupyter_amlflow.magics import COMMANDS, AmlflowMagics
 @pytest.fixture
 def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """An in-process IPython shell with the extension loaded, pointed at the sandbox."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "jupyter_amlflow")
-    with isolated_mlflow():
+    with extension_shell(sandbox, monkeypatch.setenv) as shell:
         yield shell
-        magics = shell.magics_manager.registry.get("AmlflowMagics")
-        if magics is not None and magics.session.connection is not None:
-            magics.session.disconnect()
-        shell.run_line_magic("unload_ext", "jupyter_amlflow")
 
 
 def magic(ip: Any, line: str, cell: str | None = None) -> Any:

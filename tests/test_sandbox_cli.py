@@ -14,7 +14,7 @@ from typing import Any
 import nbformat
 import pytest
 import requests
-from helpers import isolated_mlflow
+from helpers import extension_shell
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from IPython.core.interactiveshell import InteractiveShell
@@ -59,15 +59,8 @@ def test_help_is_plain_text_names_both_forms_and_explains_every_option(capsys: p
 @pytest.fixture
 def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A shell whose environment holds what the export lines set (the service principal included)."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
-    shell = InteractiveShell.instance()
-    with isolated_mlflow():
+    with extension_shell(sandbox, monkeypatch.setenv, load=False) as shell:
         yield shell
-        magics = shell.magics_manager.registry.get("AmlflowMagics")
-        if magics is not None and magics.session.connection is not None:
-            magics.session.disconnect()
-        shell.run_line_magic("unload_ext", "jupyter_amlflow")
 
 
 def test_the_ready_line_pasted_into_a_cell_connects_to_the_first_workspace(ip: Any, sandbox: Any) -> None:
