@@ -81,8 +81,15 @@ def test_an_id_ipython_or_the_split_would_change_is_not_suggested(arm_id: str) -
     assert connect_command(arm_id) == "%amlflow list workspaces"
 
 
+# Printable characters without the ones the rule names: drawing from all of text and filtering left
+# about one word in eight, and Hypothesis's health check failed the test on a slow machine.
+_INERT_ALPHABET = st.characters(
+    exclude_categories=("Cc", "Cf", "Cs", "Co", "Cn", "Zs", "Zl", "Zp"), exclude_characters="'\"\\${}?"
+)
+
+
 @settings(max_examples=300, deadline=None)
-@given(st.text(min_size=1, max_size=40))
+@given(st.text(alphabet=_INERT_ALPHABET, min_size=1, max_size=40))
 def test_an_inert_word_reaches_the_magic_unchanged(word: str) -> None:
     shell = InteractiveShell.instance()
     # Names IPython would substitute if the word expanded them.
