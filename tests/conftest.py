@@ -235,6 +235,19 @@ def sandbox(amlflow_sandbox: Any, secret_check: SecretCheck) -> Any:
 
 
 @pytest.fixture
+def sp_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The sandbox cloud and its service principal in the environment, MLflow's retries off (a test
+    that expects an error status should not wait them out); MLflow's state restored after."""
+    from helpers import isolated_mlflow
+
+    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    with isolated_mlflow():
+        yield sandbox
+
+
+@pytest.fixture
 def ctrl_c() -> Iterator[Callable[[], None]]:
     """Press Ctrl-C in the main thread: call the returned function from another thread.
 

@@ -109,6 +109,13 @@ def write_config(directory: Path, workspace: Any, tenant_id: str | None = None) 
     return path
 
 
+def magic(ip: Any, line: str, cell: str | None = None) -> Any:
+    """``%amlflow line`` in ``ip``, or ``%%amlflow line`` over ``cell``."""
+    if cell is None:
+        return ip.run_line_magic("amlflow", line)
+    return ip.run_cell_magic("amlflow", line, cell)
+
+
 @contextmanager
 def extension_shell(sandbox: Any, setenv: Any, *, load: bool = True) -> Iterator[Any]:
     """The in-process IPython shell, its environment pointed at the sandbox and its service principal.

@@ -21,15 +21,6 @@ from jupyter_amlflow.connection import Session
 MLFLOW_MODEL_WARNINGS = pytest.mark.filterwarnings("ignore::UserWarning")
 
 
-@pytest.fixture
-def sp_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with isolated_mlflow():
-        yield sandbox
-
-
 def echo_model() -> Any:
     import mlflow
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import answer_device_code, backend_runs, isolated_mlflow, mlflow_state, write_config
+from helpers import answer_device_code, backend_runs, mlflow_state, write_config
 
 import jupyter_amlflow
 from jupyter_amlflow.connect_request import ConnectRequest
@@ -23,16 +23,6 @@ from jupyter_amlflow.errors import (
     SignInError,
     WorkspaceReferenceError,
 )
-
-
-@pytest.fixture
-def sp_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """The sandbox cloud and its service principal in the environment; MLflow state restored after."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with isolated_mlflow():
-        yield sandbox
 
 
 def session(**kwargs: Any) -> Session:

@@ -10,7 +10,7 @@ from typing import Any
 
 import browser_support
 import pytest
-from helpers import backend_runs, extension_shell, isolated_mlflow, mlflow_state
+from helpers import backend_runs, extension_shell, isolated_mlflow, magic, mlflow_state
 from IPython.core.error import UsageError
 from kernels import errors_of, execute, notebook, text_of
 
@@ -24,12 +24,6 @@ def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with extension_shell(sandbox, monkeypatch.setenv) as shell:
         yield shell
-
-
-def magic(ip: Any, line: str, cell: str | None = None) -> Any:
-    if cell is None:
-        return ip.run_line_magic("amlflow", line)
-    return ip.run_cell_magic("amlflow", line, cell)
 
 
 # -- 5: an empty experiment name never reaches the server ---------------------------------------------

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from helpers import answer_device_code, backend_client, backend_runs, extension_shell, mlflow_state
+from helpers import answer_device_code, backend_client, backend_runs, extension_shell, magic, mlflow_state
 from IPython.core.error import UsageError
 from kernels import errors_of, execute, html_of, notebook, text_of
 
@@ -22,12 +22,6 @@ def ip(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     with extension_shell(sandbox, monkeypatch.setenv) as shell:
         yield shell
-
-
-def magic(ip: Any, line: str, cell: str | None = None) -> Any:
-    if cell is None:
-        return ip.run_line_magic("amlflow", line)
-    return ip.run_cell_magic("amlflow", line, cell)
 
 
 BAD_LINES = {

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import answer_device_code, backend_client, backend_runs, isolated_mlflow, mlflow_state
+from helpers import answer_device_code, backend_client, backend_runs, mlflow_state
 
 from jupyter_amlflow.connection import Session
 from jupyter_amlflow.panel import Choices, ChoiceStore, WorkspacePanel, default_choices_path
@@ -64,16 +64,6 @@ def option_for(widget: Any, label: str) -> Any:
 
 def label_of(ws: Any) -> str:
     return f"{ws.name} — {ws.resource_group} — {ws.location}"
-
-
-@pytest.fixture
-def sp_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    """The sandbox cloud and its service principal in the environment; MLflow state restored after."""
-    for k, v in {**sandbox.env, **sandbox.service_principal}.items():
-        monkeypatch.setenv(k, v)
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    with isolated_mlflow():
-        yield sandbox
 
 
 @pytest.fixture
