@@ -235,6 +235,16 @@ def sandbox(amlflow_sandbox: Any, secret_check: SecretCheck) -> Any:
 
 
 @pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret_check: SecretCheck) -> Path:
+    """A HOME of this test's own. The opted-in plain token cache holds tokens by design: not scanned."""
+    path = tmp_path / "home"
+    path.mkdir()
+    monkeypatch.setenv("HOME", str(path))
+    secret_check.excluded_dirs.append(path / ".IdentityService")
+    return path
+
+
+@pytest.fixture
 def sp_env(sandbox: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """The sandbox cloud and its service principal in the environment, MLflow's retries off (a test
     that expects an error status should not wait them out); MLflow's state restored after."""

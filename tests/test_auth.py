@@ -47,16 +47,6 @@ def cloud(sb: Any, monkeypatch: pytest.MonkeyPatch) -> Cloud:
     return sandbox_cloud(sb)
 
 
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret_check: Any) -> Path:
-    """A HOME of this test's own. The opted-in plain token cache holds tokens by design: not scanned."""
-    path = tmp_path / "home"
-    path.mkdir()
-    monkeypatch.setenv("HOME", str(path))
-    secret_check.excluded_dirs.append(path / ".IdentityService")
-    return path
-
-
 class Recorder:
     """A renderer that records what sign_in tells it, and can wait for the prompt."""
 

@@ -22,16 +22,6 @@ VICTIM_TEXT = "the victim's own file\n"
 
 
 @pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, secret_check: Any) -> Path:
-    """A HOME of this test's own (the opted-in plain token cache holds tokens by design: not scanned)."""
-    path = tmp_path / "home"
-    path.mkdir()
-    monkeypatch.setenv("HOME", str(path))
-    secret_check.excluded_dirs.append(path / ".IdentityService")
-    return path
-
-
-@pytest.fixture
 def victim(tmp_path: Path) -> Path:
     path = tmp_path / "victim.txt"
     path.write_text(VICTIM_TEXT)
