@@ -117,9 +117,15 @@ def check_search_runs(filter_string: str | None, order_by: list[str] | None) -> 
     if not text:
         return
     import sqlparse
+    from sqlparse.exceptions import SQLParseError
     from sqlparse.tokens import Keyword
 
-    if any(t.ttype is Keyword and t.value.upper() == "OR" for t in sqlparse.parse(text)[0].flatten()):
+    try:
+        tokens = list(sqlparse.parse(text)[0].flatten())
+    except SQLParseError:
+        # Too deep for sqlparse (e.g. 101 "A|"): malformed, and mlflow's own error is the right one.
+        return
+    if any(t.ttype is Keyword and t.value.upper() == "OR" for t in tokens):
         raise _unsupported(
             "Azure ML does not support OR in run filters: run one search per condition and combine the "
             "DataFrames, e.g. pandas.concat([mlflow.search_runs(filter_string=a), "
