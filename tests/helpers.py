@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -73,15 +73,31 @@ def backend_runs(sb: Any, workspace: Any, experiment: str | None = None) -> list
 
 
 def answer_device_code(
-    sb: Any, action: str = "approve", user: str | None = None, timeout: float = 60
+    sb: Any,
+    action: str = "approve",
+    user: str | None = None,
+    timeout: float = 60,
+    *,
+    seen: Callable[[], Any] | None = None,
 ) -> threading.Thread:
-    """Approve (or decline) the next device-code sign-in from a background thread, as a person would."""
+    """Approve (or decline) the next device-code sign-in from a background thread, as a person would.
+
+    With ``seen``, the answer waits until ``seen()`` is truthy (the code is on screen), as a person
+    reads the code before typing it, and keeps what it read in ``thread.result["seen"]``: a test
+    checks the prompt there, which the sign-in that follows may clear within milliseconds.
+    """
     result: dict[str, Any] = {}
     started = time.time()
 
     def run() -> None:
         pending = sb.wait_for_device_code(timeout, newer_than=started)
         result["code"] = pending.user_code
+        deadline = time.monotonic() + timeout
+        while seen is not None and time.monotonic() < deadline:
+            result["seen"] = seen()
+            if result["seen"]:
+                break
+            time.sleep(0.02)
         if action == "approve":
             sb.approve_device_code(pending.user_code, user)
         else:

@@ -196,13 +196,21 @@ def test_device_code_shows_inside_the_panel_and_a_double_click_starts_one_sign_i
         monkeypatch.setenv(k, v)
     panel = make_panel()
     panel.method.value = "device-code"
-    answered = answer_device_code(sb, "approve", sb.bob.username)
+    # Approved once the code shows, as a person would; what they read is the prompt checked below
+    # (the panel clears it when the sign-in ends, which can be milliseconds after the approval).
+    # The busy state is checked first, so the approval cannot end the sign-in before that check.
+    busy_checked = threading.Event()
+    answered = answer_device_code(
+        sb, "approve", sb.bob.username, seen=lambda: busy_checked.is_set() and panel.device_code.outputs
+    )
     panel.sign_in_button.click()
     panel.sign_in_button.click()
     assert panel.sign_in_button.disabled and status_state(panel) == "busy"
+    busy_checked.set()
 
-    prompt = wait_until(lambda: panel.device_code.outputs, "the device code", panel)[0]["data"]
-    answered.join(30)
+    answered.join(60)
+    assert answered.result.get("seen"), "the device code never showed in the panel"
+    prompt = answered.result["seen"][0]["data"]
     code = answered.result["code"]
     assert code in prompt["text/plain"] and f"{sb.base_url}/devicelogin" in prompt["text/plain"]
     html = prompt["text/html"]
